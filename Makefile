@@ -1,0 +1,40 @@
+# make run  - set up and serve the CSMS (SQLite + in-memory channel layer) on :$(PORT)
+# make demo - the same plus a simulated charger fora072 with connectors 1-4
+# make test - set up and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8081
+HOST ?= 0.0.0.0
+
+.PHONY: run demo test setup setup-test clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.runtime
+	$(BIN)/python manage.py migrate --no-input -v0
+	$(BIN)/python manage.py bootstrap_dev
+
+setup-test: $(VENV)/.dev
+
+run: setup
+	$(BIN)/daphne -b $(HOST) -p $(PORT) csms.asgi:application
+
+demo: setup
+	@echo "Serving on :$(PORT) with a simulated charger fora072 (Ctrl-C stops both)"
+	$(BIN)/daphne -b $(HOST) -p $(PORT) csms.asgi:application & DAPHNE=$$!; \
+	trap 'kill $$DAPHNE 2>/dev/null' EXIT INT TERM; \
+	sleep 2; $(BIN)/python manage.py simulate_charger fora072 --connectors 4 --url ws://127.0.0.1:$(PORT)/ocpp
+
+test: setup-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-db.sqlite3*

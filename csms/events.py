@@ -1,0 +1,155 @@
+"""The event bus: record an event in the caller's transaction, push it after commit.
+
+Every state change a user can see is an Event row first (durable, ordered,
+numbered) and a channel-layer message second. Pushes go to the groups
+``events.all`` and ``events.station.<id>``. The channel layer is treated as
+lossy; ``Event`` rows are the recovery path.
+
+Service functions run synchronously (in the ORM thread). Async callers use
+``call_service`` so that the pushes of the events a service recorded are sent
+from the event loop after the service's transaction committed, instead of
+blocking the ORM thread on the channel layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, Iterator, TypedDict, TypeVar
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.utils import timezone
+
+from csms.models import Event, EventCounter
+
+log = logging.getLogger("csms.events")
+
+ALL_EVENTS_GROUP = "events.all"
+_GROUP_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
+
+T = TypeVar("T")
+
+
+class EventMessage(TypedDict):
+    """The channel-layer message carrying one event (type ``events.push``)."""
+
+    type: str
+    seq: int
+    eventId: str
+    kind: str
+    stationId: str
+    ts: int
+    data: dict[str, Any]
+
+
+def station_group(station_id: str) -> str:
+    """The group of one station's events (group names allow few characters)."""
+    if _GROUP_SAFE.match(station_id):
+        return f"events.station.{station_id}"
+    return "events.station.h" + hashlib.sha1(station_id.encode()).hexdigest()
+
+
+def to_message(event: Event) -> EventMessage:
+    return {
+        "type": "events.push",
+        "seq": event.seq,
+        "eventId": event.event_id,
+        "kind": event.kind,
+        "stationId": event.station_id,
+        "ts": event.ts_ms,
+        "data": event.data,
+    }
+
+
+def _next_seq() -> int:
+    counter = EventCounter.objects.select_for_update().filter(pk=1).first()
+    if counter is None:
+        counter, _ = EventCounter.objects.select_for_update().get_or_create(pk=1)
+    counter.value += 1
+    counter.save(update_fields=["value"])
+    return counter.value
+
+
+def emit(kind: str, station_id: str = "", data: dict[str, Any] | None = None, *, actor: str = "") -> Event:
+    """Record an event in the current transaction; push it once that commits."""
+    with transaction.atomic():
+        now = timezone.now()
+        event = Event.objects.create(
+            seq=_next_seq(),
+            kind=kind,
+            station_id=station_id,
+            created_at=now.replace(microsecond=now.microsecond // 1000 * 1000),
+            data=data or {},
+            actor=actor,
+        )
+    message = to_message(event)
+    transaction.on_commit(lambda: _dispatch(message))
+    return event
+
+
+# --- Delivery ---------------------------------------------------------------------
+
+_collector = threading.local()
+
+
+def _dispatch(message: EventMessage) -> None:
+    pending = getattr(_collector, "messages", None)
+    if pending is not None:
+        pending.append(message)  # call_service sends it from the event loop
+    else:
+        async_to_sync(publish)([message])
+
+
+@contextmanager
+def collecting() -> Iterator[list[EventMessage]]:
+    previous = getattr(_collector, "messages", None)
+    _collector.messages = messages = []
+    try:
+        yield messages
+    finally:
+        _collector.messages = previous
+
+
+async def publish(messages: list[EventMessage]) -> None:
+    """Send events to their groups. A failed send is logged, never raised:
+    the rows are written, and clients recover them with getEventsSince."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for message in messages:
+        for group in (ALL_EVENTS_GROUP, station_group(message["stationId"])):
+            try:
+                await layer.group_send(group, message)
+            except Exception:
+                log.exception("push of %s to %s failed", message["eventId"], group)
+
+
+async def call_service(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a synchronous service function in the ORM thread, then push its events."""
+
+    def run() -> tuple[T, list[EventMessage]]:
+        with collecting() as messages:
+            result = fn(*args, **kwargs)
+        return result, messages
+
+    result, messages = await database_sync_to_async(run)()
+    if messages:
+        await publish(messages)
+    return result
+
+
+def awaitable_service(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Decorator form of ``call_service``, for one-line async wrappers."""
+
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        return await call_service(fn, *args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper

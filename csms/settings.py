@@ -1,0 +1,260 @@
+"""CSMS settings, read from the environment.
+
+Every variable is listed with its default in README.md ("Settings"). Two modes:
+development (the default: zero setup, SQLite, in-memory channel layer) and
+production (``CSMS_ENV=production``), which refuses to start on unsafe values.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use true/false)")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: set[str]) -> str:
+    value = os.environ.get(name) or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected one of {sorted(choices)}")
+    return value
+
+
+# --- Mode -------------------------------------------------------------------
+
+CSMS_ENV = env_choice("CSMS_ENV", "development", {"development", "production"})
+PRODUCTION = CSMS_ENV == "production"
+DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+LOCAL_DIR = BASE_DIR / ".local"  # development-only state: secret key, credentials
+
+
+def dev_secret_key() -> str:
+    """A per-checkout random key kept in .local/ (git-ignored), never in the repo."""
+    path = LOCAL_DIR / "secret_key"
+    if not path.exists():
+        LOCAL_DIR.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or ("" if PRODUCTION else dev_secret_key())
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
+
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("CSMS_ENV=production refuses DJANGO_DEBUG=true")
+    if len(SECRET_KEY) < 40 or SECRET_KEY.startswith("django-insecure"):
+        raise ImproperlyConfigured(
+            "CSMS_ENV=production needs DJANGO_SECRET_KEY: at least 40 random characters"
+        )
+
+# --- Applications -------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "csms",
+    "stations",
+    "mobileapi",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "csms.urls"
+ASGI_APPLICATION = "csms.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Measured: defaults gave "database is locked" on half of concurrent
+    # read-then-write transactions; IMMEDIATE + WAL + synchronous=NORMAL gave none.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
+    # A file, not memory, so that server processes started by tests share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env_str("CSMS_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channel layer ------------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL")
+# Room for push bursts: a full channel makes group_send drop silently.
+CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 1000)
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8 times reads out after 5 s (idle consumers die) and
+                # caps the pool at 100 connections: lift both.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": None,
+                        "max_connections": env_int("REDIS_MAX_CONNECTIONS", 10_000),
+                    }
+                ],
+                "capacity": CHANNEL_CAPACITY,
+                "prefix": env_str("CHANNEL_PREFIX", "csms"),
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_CAPACITY},
+        }
+    }
+
+# --- Auth, i18n, static ---------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+
+# --- Server -------------------------------------------------------------------
+
+PORT = env_int("PORT", 8081)
+
+# --- OCPP ---------------------------------------------------------------------
+
+# Interval (s) the CSMS gives chargers in BootNotification.conf.
+OCPP_HEARTBEAT_INTERVAL = env_int("OCPP_HEARTBEAT_INTERVAL", 300)
+# What to do with a station id that is not in the database:
+#   reject  - refuse the WebSocket handshake (HTTP 403)
+#   pending - register it with status Pending until staff accept it
+#   accept  - register it as Accepted
+OCPP_UNKNOWN_STATIONS = env_choice(
+    "OCPP_UNKNOWN_STATIONS", "reject" if PRODUCTION else "accept", {"reject", "pending", "accept"}
+)
+# Security profile 1: require HTTP Basic auth from every station. A station
+# that has a password set must always present it, whatever this says.
+OCPP_REQUIRE_AUTH = env_bool("OCPP_REQUIRE_AUTH", PRODUCTION)
+# Accept idTags that are not in the IdTag table (demo and first tries).
+OCPP_ACCEPT_UNKNOWN_IDTAGS = env_bool("OCPP_ACCEPT_UNKNOWN_IDTAGS", not PRODUCTION)
+# Seconds to wait for a charger's answer to a CSMS-initiated command.
+OCPP_COMMAND_TIMEOUT = env_int("OCPP_COMMAND_TIMEOUT", 30)
+# Heartbeats and last-activity are kept in memory and written this often.
+OCPP_ACTIVITY_FLUSH_SECONDS = env_int("OCPP_ACTIVITY_FLUSH_SECONDS", 5)
+# How long a RemoteStartTransaction waits for the charger's StartTransaction.
+OCPP_REMOTE_START_WINDOW = env_int("OCPP_REMOTE_START_WINDOW", 300)
+# Vendors whose DataTransfer messages are acknowledged as Accepted.
+OCPP_DATA_TRANSFER_VENDORS = env_list("OCPP_DATA_TRANSFER_VENDORS", [])
+
+# --- Logging ------------------------------------------------------------------
+
+LOG_DIR = Path(env_str("LOG_DIR", str(BASE_DIR / "logs")))
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"},
+    },
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "formatter": "line"},
+        "daily": {
+            "class": "csms.logs.DailyFileHandler",
+            "directory": str(LOG_DIR),
+            "formatter": "line",
+        },
+    },
+    "root": {"handlers": ["stdout", "daily"], "level": LOG_LEVEL},
+    "loggers": {
+        # The ocpp library logs every frame at INFO; we log one line per
+        # message ourselves ([OCPP:<Action>]).
+        "ocpp": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,204 @@
+"""The remote-command service: send an OCPP call to a charger from anywhere.
+
+Callable from any process (mobile consumer, admin, management command): the
+command travels over the channel layer to the channel of whichever consumer
+holds the station's socket (``Station.channel_name``), that consumer runs the
+OCPP call in a task of its own, and the charger's answer comes back on a
+channel made for this request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from csms.events import call_service
+from stations import services
+from stations.models import Station
+from stations.ocpp16 import ChargePoint16
+from stations.services import Conflict, DomainError, NotFound
+
+log = logging.getLogger("stations.commands")
+
+# The CSMS-initiated OCPP 1.6 actions this service sends.
+ACTIONS = frozenset(
+    {
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        "Reset",
+        "UnlockConnector",
+        "ChangeAvailability",
+        "GetConfiguration",
+        "ChangeConfiguration",
+        "ClearCache",
+        "TriggerMessage",
+        "DataTransfer",
+    }
+)
+
+
+class CommandError(DomainError):
+    outcome = "error"
+
+
+class StationOffline(CommandError, Conflict):
+    code = 409
+    outcome = "offline"
+
+
+class StationDisconnected(CommandError):
+    code = 409
+    outcome = "offline"
+
+
+class CommandTimeout(CommandError):
+    code = 504
+    outcome = "timeout"
+
+
+class CommandFailed(CommandError):
+    """The charger answered with a CALLERROR."""
+
+    code = 502
+    outcome = "call_error"
+
+
+def _station_channel(station_id: str) -> tuple[bool, str] | None:
+    return Station.objects.filter(pk=station_id).values_list("is_online", "channel_name").first()
+
+
+async def send_command(
+    station_id: str, action: str, payload: dict[str, Any] | None = None, *, timeout: float | None = None
+) -> dict[str, Any]:
+    """Send one OCPP call to a station; return the charger's answer payload (camelCase).
+
+    Raises NotFound (unknown station), StationOffline, StationDisconnected
+    (the socket closed while waiting), CommandTimeout, CommandFailed
+    (CALLERROR) or DomainError (a payload the OCPP schema refuses).
+    """
+    if action not in ACTIONS:
+        raise DomainError(f"Unsupported command {action}")
+    try:
+        await ChargePoint16.check_command(action, payload or {})
+    except ValueError as error:
+        raise DomainError(str(error)) from None
+    timeout = float(timeout or settings.OCPP_COMMAND_TIMEOUT)
+    row = await call_service(_station_channel, station_id)
+    if row is None:
+        raise NotFound(f"Unknown station {station_id}")
+    is_online, channel = row
+    if not is_online or not channel:
+        raise StationOffline(f"Station {station_id} is offline")
+    layer = get_channel_layer()
+    reply_channel = await layer.new_channel()
+    await layer.send(
+        channel,
+        {
+            "type": "station.command",
+            "action": action,
+            "payload": payload or {},
+            "reply_to": reply_channel,
+            "timeout": timeout,
+        },
+    )
+    try:
+        # A little longer than the consumer's own deadline, which answers
+        # "timeout" itself; this one covers a consumer that died silently.
+        reply = await asyncio.wait_for(layer.receive(reply_channel), timeout + 2)
+    except asyncio.TimeoutError:
+        raise CommandTimeout(f"{action} timeout: station {station_id} did not answer in {timeout:g} s") from None
+    return _outcome(station_id, action, timeout, reply)
+
+
+def _outcome(station_id: str, action: str, timeout: float, reply: dict[str, Any]) -> dict[str, Any]:
+    outcome = reply.get("outcome")
+    if outcome == "ok":
+        return reply["payload"]
+    if outcome == "timeout":
+        raise CommandTimeout(f"{action} timeout: station {station_id} did not answer in {timeout:g} s")
+    if outcome == "offline":
+        raise StationDisconnected(f"Station {station_id} disconnected before answering {action}")
+    if outcome == "call_error":
+        raise CommandFailed(f"Station {station_id} answered {action} with {reply.get('error')}")
+    raise DomainError(f"Invalid {action}: {reply.get('error')}")
+
+
+async def remote_start(
+    station_id: str,
+    connector_id: int,
+    id_tag: str,
+    *,
+    correlation_id: str = "",
+    api_key_id: int | None = None,
+    user_id: int | None = None,
+    actor: str = "",
+    timeout: float | None = None,
+) -> str:
+    """RemoteStartTransaction with its preconditions; returns the charger's status.
+
+    The outcome (Accepted, Rejected, Timeout, Offline) is recorded as a
+    ``remote.start.result`` event carrying the correlationId, and the
+    transaction the charger then starts carries it in ``transaction.started``.
+    """
+    await call_service(
+        services.prepare_remote_start,
+        station_id,
+        connector_id,
+        id_tag,
+        correlation_id=correlation_id,
+        api_key_id=api_key_id,
+        user_id=user_id,
+    )
+    result: dict[str, Any] = {"stationId": station_id, "connectorId": connector_id, "idTag": id_tag}
+    if correlation_id:
+        result["correlationId"] = correlation_id
+    try:
+        answer = await send_command(
+            station_id, "RemoteStartTransaction", {"connectorId": connector_id, "idTag": id_tag}, timeout=timeout
+        )
+        status = answer["status"]
+    except CommandError as error:
+        status = {"timeout": "Timeout", "offline": "Offline"}.get(error.outcome, "Error")
+        await _finish_remote_start(station_id, id_tag, correlation_id, status, result, actor)
+        raise
+    await _finish_remote_start(station_id, id_tag, correlation_id, status, result, actor)
+    return status
+
+
+async def _finish_remote_start(
+    station_id: str, id_tag: str, correlation_id: str, status: str, result: dict[str, Any], actor: str
+) -> None:
+    if status != "Accepted":
+        await call_service(services.forget_remote_start, station_id, id_tag, correlation_id)
+    await call_service(services.record_command, "remote.start.result", station_id, {**result, "status": status}, actor=actor)
+
+
+async def remote_stop(
+    *,
+    transaction_id: int | None = None,
+    station_id: str | None = None,
+    connector_id: int | None = None,
+    correlation_id: str = "",
+    actor: str = "",
+    timeout: float | None = None,
+) -> tuple[str, int, str]:
+    """RemoteStopTransaction for an active transaction; returns (status, transactionId, stationId)."""
+    tx = await call_service(
+        services.prepare_remote_stop, station_id, transaction_id, connector_id, correlation_id=correlation_id
+    )
+    result: dict[str, Any] = {"stationId": tx.station_id, "connectorId": tx.connector.number, "transactionId": tx.pk}
+    if correlation_id:
+        result["correlationId"] = correlation_id
+    try:
+        answer = await send_command(tx.station_id, "RemoteStopTransaction", {"transactionId": tx.pk}, timeout=timeout)
+        status = answer["status"]
+    except CommandError as error:
+        status = {"timeout": "Timeout", "offline": "Offline"}.get(error.outcome, "Error")
+        await call_service(services.record_command, "remote.stop.result", tx.station_id, {**result, "status": status}, actor=actor)
+        raise
+    await call_service(services.record_command, "remote.stop.result", tx.station_id, {**result, "status": status}, actor=actor)
+    return status, tx.pk, tx.station_id

@@ -1,0 +1,178 @@
+"""The OCPP-J WebSocket consumer: negotiate, authenticate, pre-parse, dispatch.
+
+Domain work happens in ``stations.services``; routing and schema validation
+are the ``ocpp`` library's (``ChargePoint.route_message``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from ocpp.exceptions import OCPPError
+
+from csms.events import call_service
+from stations import ocpp16, services
+from stations.activity import tracker
+
+log = logging.getLogger("stations.ocpp")
+
+# Close codes (daphne passes only 1000 and 3000-4999).
+CLOSE_REPLACED = 4001
+MAX_FRAME_BYTES = 256 * 1024
+_UNIQUE_ID = re.compile(r'^\s*\[\s*[234]\s*,\s*"([^"\\]{1,64})"')
+# Charger requests refused while a station is not Accepted (OCPP 1.6 4.2.1).
+_NEEDS_ACCEPTANCE = frozenset({"Authorize", "StartTransaction"})
+
+
+def basic_auth_password(scope: dict[str, Any], station_id: str) -> str | None:
+    """The HTTP Basic password if the user is this station's id, else None."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization" and value[:6].lower() == b"basic ":
+            try:
+                user, _, password = base64.b64decode(value[6:].strip()).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            return password if user == station_id else None
+    return None
+
+
+class OcppConsumer(AsyncWebsocketConsumer):
+    station_id: str = ""
+    charge_point: ocpp16.ChargePoint16 | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale DB connections on the ORM thread before every
+        # message; our service calls already do that in their own thread hop,
+        # so skip the extra hop that halves throughput.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        self.station_id = unquote(self.scope["url_route"]["kwargs"]["station_id"])
+        self.command_tasks: set[asyncio.Task] = set()
+        if ocpp16.SUBPROTOCOL not in self.scope.get("subprotocols", []):
+            log.warning("[OCPP:connect] station=%s refused: no supported subprotocol in %s",
+                        self.station_id, self.scope.get("subprotocols"))
+            await self.close()  # before accept(): HTTP 403
+            return
+        password = basic_auth_password(self.scope, self.station_id)
+        decision = await call_service(services.check_station_connect, self.station_id, password)
+        if not decision.accepted:
+            log.warning("[OCPP:connect] station=%s refused: %s", self.station_id, decision.reason)
+            await self.close()
+            return
+        await self.accept(ocpp16.SUBPROTOCOL)
+        status = await call_service(services.registration_status, self.station_id)
+        self.charge_point = ocpp16.ChargePoint16(self.station_id, self, status)
+        previous = await call_service(services.station_connected, self.station_id, self.channel_name)
+        if previous and previous != self.channel_name:
+            await self.channel_layer.send(previous, {"type": "station.replaced"})
+        log.info("[OCPP:connect] station=%s registration=%s", self.station_id, status)
+
+    async def disconnect(self, code: int) -> None:
+        if self.charge_point is None:
+            return
+        for task in list(self.command_tasks):
+            task.cancel()  # each answers its requester "station disconnected"
+        if self.command_tasks:
+            await asyncio.gather(*self.command_tasks, return_exceptions=True)
+        went_offline = await call_service(
+            services.station_disconnected, self.station_id, self.channel_name, tracker.take(self.station_id)
+        )
+        log.info("[OCPP:disconnect] station=%s code=%s offline=%s", self.station_id, code, went_offline)
+
+    # --- Frames from the charger ------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        tracker.touch(self.station_id)
+        if text_data is None:
+            log.warning("[OCPP:invalid] station=%s binary frame ignored", self.station_id)
+            return
+        problem = self._check_frame(text_data)
+        if problem is None:
+            await self.charge_point.route_message(text_data)
+            return
+        unique_id, code, description = problem
+        log.warning("[OCPP:invalid] station=%s %s: %s", self.station_id, code, description)
+        if unique_id is not None:
+            await self.send(json.dumps([4, unique_id, code, description, {}]))
+
+    def _check_frame(self, text: str) -> tuple[str | None, str, str] | None:
+        """Why a frame cannot be routed: (unique id or None, error code, text); None if it can.
+
+        The ocpp library answers nothing to a malformed frame, so frames are
+        checked here and answered with the CALLERROR OCPP-J 1.6 names
+        wherever a message id can be read.
+        """
+        if len(text) > MAX_FRAME_BYTES:
+            match = _UNIQUE_ID.match(text)
+            return (match.group(1) if match else None), "FormationViolation", "Message too large"
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            match = _UNIQUE_ID.match(text)
+            return (match.group(1) if match else None), "FormationViolation", "Message is not valid JSON"
+        if not isinstance(frame, list) or len(frame) < 2 or not isinstance(frame[1], str):
+            return None, "FormationViolation", "Message is not an OCPP-J array with a unique id"
+        unique_id, message_type = frame[1], frame[0]
+        if message_type not in (2, 3, 4):
+            return unique_id, "FormationViolation", f"Unknown message type {message_type!r}"
+        if message_type != 2:
+            return None  # results go to the library, which matches them to our calls
+        if len(frame) < 4:
+            return unique_id, "ProtocolError", "CALL needs [2, uniqueId, action, payload]"
+        if len(frame) > 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
+            return unique_id, "FormationViolation", "CALL must be [2, uniqueId, action, {payload}]"
+        log.info("[OCPP:%s] station=%s id=%s", frame[2], self.station_id, unique_id)
+        if frame[2] in _NEEDS_ACCEPTANCE and self.charge_point.registration_status != "Accepted":
+            return unique_id, "SecurityError", f"Station registration is {self.charge_point.registration_status}"
+        return None
+
+    # --- Channel-layer messages ----------------------------------------------------------
+
+    async def station_replaced(self, message: dict[str, Any]) -> None:
+        log.info("[OCPP:replaced] station=%s closing the older connection", self.station_id)
+        await self.close(code=CLOSE_REPLACED)
+
+    async def station_command(self, message: dict[str, Any]) -> None:
+        # Never await the call here: the charger's answer arrives as another
+        # message to this consumer, which Channels would not read until this
+        # handler returns. Each command runs in its own task.
+        task = asyncio.create_task(self._run_command(message))
+        self.command_tasks.add(task)
+        task.add_done_callback(self.command_tasks.discard)
+
+    async def _run_command(self, message: dict[str, Any]) -> None:
+        action = message["action"]
+        reply: dict[str, Any] = {"type": "station.command.reply"}
+        try:
+            payload = self.charge_point.build_call(action, message["payload"])
+            result = await asyncio.wait_for(self.charge_point.call(payload, suppress=False), message["timeout"])
+            reply.update(outcome="ok", payload=self.charge_point.answer_payload(result))
+        except asyncio.CancelledError:
+            reply.update(outcome="offline")
+            await self._reply(message, reply)
+            raise
+        except asyncio.TimeoutError:
+            reply.update(outcome="timeout")
+        except OCPPError as error:  # a CALLERROR, or an answer the schema refuses
+            reply.update(outcome="call_error", error=f"{error.code}: {error.description}")
+        log.info("[OCPP:%s.conf] station=%s outcome=%s", action, self.station_id, reply["outcome"])
+        await self._reply(message, reply)
+
+    async def _reply(self, message: dict[str, Any], reply: dict[str, Any]) -> None:
+        try:
+            await self.channel_layer.send(message["reply_to"], reply)
+        except Exception:
+            log.exception("could not answer command requester %s", message["reply_to"])
+

@@ -1,0 +1,33 @@
+"""python manage.py simulate_charger <stationId> --connectors N --url ws://HOST:PORT/ocpp"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from stations.simulator import ChargerState, run_charger
+
+
+class Command(BaseCommand):
+    help = "Run a simulated OCPP 1.6J charger against a CSMS."
+
+    def add_arguments(self, parser):
+        parser.add_argument("station_id")
+        parser.add_argument("--connectors", type=int, default=4)
+        parser.add_argument("--url", default=f"ws://127.0.0.1:{settings.PORT}/ocpp",
+                            help="OCPP endpoint without the station id (default: %(default)s)")
+        parser.add_argument("--password", help="HTTP Basic password (security profile 1)")
+        parser.add_argument("--meter-interval", type=float, default=5.0, help="Seconds between MeterValues")
+
+    def handle(self, *args, **options):
+        logging.getLogger("stations.simulator").setLevel(logging.INFO)
+        logging.getLogger("stations.simulator.frames").setLevel(logging.WARNING)
+        state = ChargerState.new(options["station_id"], options["connectors"], options["meter_interval"])
+        self.stdout.write(f"Simulating {state.station_id} with {options['connectors']} connectors on {options['url']}")
+        try:
+            asyncio.run(run_charger(options["url"], state, options["password"]))
+        except KeyboardInterrupt:
+            pass

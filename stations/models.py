@@ -1,0 +1,241 @@
+"""Charging network: stations, their connectors, transactions and meter samples.
+
+Models stay portable (no raw SQL, no database-specific field types) so the
+same schema runs on SQLite, PostgreSQL and, one day, MongoDB.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+
+class RegistrationStatus(models.TextChoices):
+    ACCEPTED = "Accepted"
+    PENDING = "Pending"
+    REJECTED = "Rejected"
+
+
+class ConnectorStatus(models.TextChoices):
+    """OCPP 1.6 ChargePointStatus."""
+
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EV = "SuspendedEV"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+class IdTagStatus(models.TextChoices):
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+
+
+class Tariff(models.Model):
+    name = models.CharField(max_length=100)
+    price_per_kwh = models.DecimalField(max_digits=10, decimal_places=4)
+    currency = models.CharField(max_length=3, default="EUR", help_text="ISO 4217 code")
+    price_per_minute = models.DecimalField(
+        max_digits=10, decimal_places=4, default=Decimal("0"), help_text="Time fee per minute"
+    )
+    session_fee = models.DecimalField(
+        max_digits=10, decimal_places=2, default=Decimal("0"), help_text="Fixed fee per session"
+    )
+    is_default = models.BooleanField(
+        default=False, help_text="Used for stations that have no tariff of their own"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="one_default_tariff",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.price_per_kwh} {self.currency}/kWh)"
+
+
+class Station(models.Model):
+    id = models.CharField(max_length=64, primary_key=True, help_text="Charge point identity, e.g. fora072")
+    name = models.CharField(max_length=100, blank=True)
+    vendor = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=50, blank=True)
+    serial_number = models.CharField(max_length=50, blank=True)
+    firmware_version = models.CharField(max_length=50, blank=True)
+    iccid = models.CharField(max_length=20, blank=True)
+    imsi = models.CharField(max_length=20, blank=True)
+    meter_type = models.CharField(max_length=50, blank=True)
+    meter_serial_number = models.CharField(max_length=50, blank=True)
+    registration_status = models.CharField(
+        max_length=16, choices=RegistrationStatus.choices, default=RegistrationStatus.ACCEPTED
+    )
+    is_online = models.BooleanField(default=False)
+    # The channel of the consumer holding this station's socket: remote
+    # commands are sent there, never to a group (group memberships expire).
+    channel_name = models.CharField(max_length=200, blank=True, editable=False)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    last_boot_at = models.DateTimeField(null=True, blank=True)
+    last_activity = models.DateTimeField(null=True, blank=True)
+    password_hash = models.CharField(
+        max_length=128, blank=True, editable=False, help_text="Security profile 1 (HTTP Basic)"
+    )
+    tariff = models.ForeignKey(
+        Tariff, null=True, blank=True, on_delete=models.SET_NULL, help_text="Empty: the default tariff"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Connector(models.Model):
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="connectors")
+    number = models.PositiveIntegerField(help_text="OCPP connectorId; 0 is the station itself")
+    status = models.CharField(
+        max_length=16, choices=ConnectorStatus.choices, default=ConnectorStatus.UNAVAILABLE
+    )
+    error_code = models.CharField(max_length=32, default="NoError")
+    info = models.CharField(max_length=50, blank=True)
+    vendor_error_code = models.CharField(max_length=50, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    current_transaction = models.ForeignKey(
+        "Transaction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["station_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["station", "number"], name="unique_connector_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.station_id}#{self.number}"
+
+
+class IdTag(models.Model):
+    id_tag = models.CharField(max_length=20, unique=True, help_text="RFID uid or app tag (CiString20)")
+    status = models.CharField(max_length=16, choices=IdTagStatus.choices, default=IdTagStatus.ACCEPTED)
+    expiry_date = models.DateTimeField(null=True, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id_tag"]
+        verbose_name = "idTag"
+
+    def __str__(self) -> str:
+        return self.id_tag
+
+
+class Transaction(models.Model):
+    """A charging session; its integer id is the OCPP transactionId."""
+
+    station = models.ForeignKey(Station, on_delete=models.PROTECT, related_name="transactions")
+    connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="transactions")
+    id_tag = models.CharField(max_length=20)
+    meter_start = models.BigIntegerField(help_text="Wh")
+    meter_stop = models.BigIntegerField(null=True, blank=True, help_text="Wh")
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=32, blank=True)
+    energy_wh = models.BigIntegerField(null=True, blank=True)
+    cost = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    tariff = models.ForeignKey(Tariff, null=True, blank=True, on_delete=models.SET_NULL)
+    reservation_id = models.IntegerField(null=True, blank=True)
+    started_by_key = models.ForeignKey(
+        "mobileapi.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="transactions"
+    )
+    started_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    start_correlation_id = models.CharField(max_length=100, blank=True)
+    stop_correlation_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            # The same StartTransaction re-sent after a reconnect must find the
+            # row it created, never make a second one.
+            models.UniqueConstraint(
+                fields=["station", "connector", "id_tag", "meter_start", "started_at"],
+                name="unique_start_transaction",
+            )
+        ]
+        indexes = [models.Index(fields=["station", "stopped_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.station_id}/{self.connector.number if self.connector_id else '-'}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.stopped_at is None
+
+    @property
+    def duration_seconds(self) -> int | None:
+        if self.stopped_at is None:
+            return None
+        return int((self.stopped_at - self.started_at).total_seconds())
+
+
+class MeterSample(models.Model):
+    """One MeterValue (one timestamp) of a connector, with the common measurands."""
+
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="meter_samples")
+    connector_number = models.PositiveIntegerField()
+    transaction = models.ForeignKey(
+        Transaction, null=True, blank=True, on_delete=models.CASCADE, related_name="meter_samples"
+    )
+    timestamp = models.DateTimeField()
+    context = models.CharField(max_length=32, blank=True)
+    energy_wh = models.FloatField(null=True, blank=True, help_text="Energy.Active.Import.Register")
+    power_w = models.FloatField(null=True, blank=True)
+    current_a = models.FloatField(null=True, blank=True)
+    voltage_v = models.FloatField(null=True, blank=True)
+    soc = models.FloatField(null=True, blank=True, help_text="State of charge, %")
+    sampled_values = models.JSONField(default=list, help_text="Every sampledValue as the charger sent it")
+
+    class Meta:
+        ordering = ["timestamp"]
+        constraints = [
+            # Chargers re-send queued MeterValues after a reconnect, and repeat
+            # them in StopTransaction.transactionData: keep each reading once.
+            models.UniqueConstraint(
+                fields=["station", "connector_number", "timestamp"], name="unique_meter_sample"
+            )
+        ]
+        indexes = [models.Index(fields=["transaction", "timestamp"])]
+
+
+class RemoteStartRequest(models.Model):
+    """A RemoteStartTransaction waiting for the charger's StartTransaction.
+
+    Links the transaction the charger then starts to whoever asked for it
+    (API key or staff user) and to the mobile request's correlationId.
+    """
+
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="+")
+    connector_number = models.PositiveIntegerField(null=True, blank=True)
+    id_tag = models.CharField(max_length=20)
+    correlation_id = models.CharField(max_length=100, blank=True)
+    api_key = models.ForeignKey("mobileapi.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    transaction = models.OneToOneField(
+        Transaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="remote_start"
+    )

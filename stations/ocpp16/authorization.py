@@ -1,0 +1,16 @@
+"""Authorize: idTagInfo from the IdTag table."""
+
+from __future__ import annotations
+
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+from csms.events import call_service
+from stations import services
+
+
+class AuthorizationHandlers:
+    @on(Action.authorize)
+    async def on_authorize(self, id_tag):
+        return call_result.Authorize(id_tag_info=await call_service(services.authorize, id_tag))

@@ -1,0 +1,19 @@
+"""MeterValues: every sampled value stored, the common measurands summarised."""
+
+from __future__ import annotations
+
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+from csms.events import call_service
+from stations import services
+
+
+class MeteringHandlers:
+    station_id: str
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, connector_id, meter_value, transaction_id=None):
+        await call_service(services.record_meter_values, self.station_id, connector_id, transaction_id, meter_value)
+        return call_result.MeterValues()

@@ -1,0 +1,62 @@
+"""Boot, heartbeat, status, data transfer and firmware/diagnostics notifications."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+from csms.events import call_service
+from stations import services
+
+
+class ProvisioningHandlers:
+    station_id: str
+    registration_status: str
+
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, **info):
+        status = await call_service(services.record_boot, self.station_id, info)
+        self.registration_status = status
+        return call_result.BootNotification(
+            current_time=services.iso(timezone.now()),
+            interval=settings.OCPP_HEARTBEAT_INTERVAL,
+            status=status,
+        )
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self):
+        # Activity is tracked in memory and flushed periodically (see activity.py):
+        # a DB write per heartbeat caps a process at a few hundred chargers/s.
+        return call_result.Heartbeat(current_time=services.iso(timezone.now()))
+
+    @on(Action.status_notification)
+    async def on_status_notification(self, connector_id, error_code, status, **extra):
+        await call_service(
+            services.update_connector_status,
+            self.station_id,
+            connector_id,
+            status,
+            error_code,
+            info=extra.get("info", ""),
+            vendor_error_code=extra.get("vendor_error_code", ""),
+            timestamp=extra.get("timestamp"),
+        )
+        return call_result.StatusNotification()
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id, message_id=None, data=None):
+        status = await call_service(services.record_data_transfer, self.station_id, vendor_id, message_id, data)
+        return call_result.DataTransfer(status=status)
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware_status_notification(self, status):
+        await call_service(services.record_firmware_status, self.station_id, "station.firmware.status", status)
+        return call_result.FirmwareStatusNotification()
+
+    @on(Action.diagnostics_status_notification)
+    async def on_diagnostics_status_notification(self, status):
+        await call_service(services.record_firmware_status, self.station_id, "station.diagnostics.status", status)
+        return call_result.DiagnosticsStatusNotification()

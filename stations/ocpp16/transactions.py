@@ -1,0 +1,37 @@
+"""StartTransaction and StopTransaction."""
+
+from __future__ import annotations
+
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+from csms.events import call_service
+from stations import services
+
+
+class TransactionHandlers:
+    station_id: str
+
+    @on(Action.start_transaction)
+    async def on_start_transaction(self, connector_id, id_tag, meter_start, timestamp, reservation_id=None):
+        transaction_id, tag_info = await call_service(
+            services.start_transaction, self.station_id, connector_id, id_tag, meter_start, timestamp, reservation_id
+        )
+        return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=tag_info)
+
+    @on(Action.stop_transaction)
+    async def on_stop_transaction(
+        self, meter_stop, timestamp, transaction_id, reason=None, id_tag=None, transaction_data=None
+    ):
+        tag_info = await call_service(
+            services.stop_transaction,
+            self.station_id,
+            transaction_id,
+            meter_stop,
+            timestamp,
+            reason,
+            id_tag,
+            transaction_data,
+        )
+        return call_result.StopTransaction(id_tag_info=tag_info)

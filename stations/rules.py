@@ -1,0 +1,119 @@
+"""Pure decisions of the charging domain, tested without a database or socket."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Iterable
+
+# Connector statuses that mean "a transaction holds this connector".
+CHARGING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
+BUSY_STATUSES = CHARGING_STATUSES | {"Finishing", "Reserved", "Faulted", "Unavailable"}
+
+
+def station_status(is_online: bool, connector_statuses: Iterable[str]) -> str:
+    """The station status the mobile API shows.
+
+    Offline when the socket is closed; Charging when any connector charges;
+    Available when every connector is available; PartiallyAvailable when
+    some are; Unavailable when none is available or charging (or there are no
+    connectors to use). Connector 0 (the station itself) is not counted.
+    """
+    if not is_online:
+        return "Offline"
+    statuses = list(connector_statuses)
+    if any(status in CHARGING_STATUSES for status in statuses):
+        return "Charging"
+    available = sum(status == "Available" for status in statuses)
+    if statuses and available == len(statuses):
+        return "Available"
+    if available:
+        return "PartiallyAvailable"
+    return "Unavailable"
+
+
+def compute_cost(
+    energy_wh: int,
+    duration_s: int,
+    *,
+    price_per_kwh: Decimal,
+    price_per_minute: Decimal = Decimal("0"),
+    session_fee: Decimal = Decimal("0"),
+) -> Decimal:
+    """Cost of a session, rounded half-up to cents: 15500 Wh at 0.10/kWh is 1.55."""
+    energy_kwh = Decimal(max(energy_wh, 0)) / Decimal(1000)
+    minutes = Decimal(max(duration_s, 0)) / Decimal(60)
+    total = energy_kwh * price_per_kwh + minutes * price_per_minute + session_fee
+    return total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    status: str
+    expiry_date: dt.datetime | None
+    parent_id_tag: str | None
+
+
+def id_tag_info(record: TagRecord | None, *, accept_unknown: bool, now: dt.datetime) -> dict:
+    """The OCPP idTagInfo for a tag, from its row (None: not in the table)."""
+    if record is None:
+        return {"status": "Accepted" if accept_unknown else "Invalid"}
+    status = record.status
+    if status == "Accepted" and record.expiry_date is not None and record.expiry_date <= now:
+        status = "Expired"
+    info: dict = {"status": status}
+    if record.expiry_date is not None:
+        info["expiryDate"] = record.expiry_date.isoformat()
+    if record.parent_id_tag:
+        info["parentIdTag"] = record.parent_id_tag
+    return info
+
+
+def boot_status(known: bool, registration_status: str | None, unknown_policy: str) -> str | None:
+    """BootNotification answer for a station; None means refuse the connection."""
+    if known:
+        return registration_status
+    return {"accept": "Accepted", "pending": "Pending", "reject": None}[unknown_policy]
+
+
+# Unit conversions for MeterValues: value * factor gives Wh, W, A, V or %.
+UNIT_FACTORS = {"Wh": 1.0, "kWh": 1000.0, "W": 1.0, "kW": 1000.0, "A": 1.0, "V": 1.0, "Percent": 1.0}
+MEASURAND_FIELDS = {
+    "Energy.Active.Import.Register": "energy_wh",
+    "Power.Active.Import": "power_w",
+    "Current.Import": "current_a",
+    "Voltage": "voltage_v",
+    "SoC": "soc",
+}
+DEFAULT_UNITS = {"energy_wh": "Wh", "power_w": "W", "current_a": "A", "voltage_v": "V", "soc": "Percent"}
+
+
+def summarize_sampled_values(sampled_values: list[dict]) -> dict[str, float]:
+    """The common measurands of one MeterValue, converted to Wh, W, A, V and %.
+
+    A value without a phase wins; otherwise power is the sum of the phases,
+    and current and voltage their mean. Signed data and unknown units are skipped.
+    """
+    totals: dict[str, float] = {}
+    phased: dict[str, list[float]] = {}
+    for sample in sampled_values:
+        field = MEASURAND_FIELDS.get(sample.get("measurand") or "Energy.Active.Import.Register")
+        if field is None or sample.get("format") == "SignedData":
+            continue
+        factor = UNIT_FACTORS.get(sample.get("unit") or DEFAULT_UNITS[field])
+        try:
+            value = float(sample["value"]) * factor if factor is not None else None
+        except (KeyError, TypeError, ValueError):
+            value = None
+        if value is None:
+            continue
+        phase = sample.get("phase")
+        if phase and phase.startswith("L") and field != "energy_wh":
+            phased.setdefault(field, []).append(value)
+        elif not phase or field == "energy_wh":
+            totals.setdefault(field, value)
+    for field, values in phased.items():
+        if field not in totals:
+            totals[field] = sum(values) if field == "power_w" else sum(values) / len(values)
+    return totals

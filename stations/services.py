@@ -1,0 +1,555 @@
+"""The one write path for the charging domain.
+
+The OCPP consumer, the mobile API, the admin and management commands all call
+these functions; nothing else writes stations, connectors, transactions or
+meter samples. They are synchronous and run in the ORM thread: async callers
+use ``csms.events.call_service``, which also pushes the events they record
+once their transaction commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from csms.events import emit
+from stations import rules
+from stations.models import (
+    Connector,
+    IdTag,
+    MeterSample,
+    RegistrationStatus,
+    RemoteStartRequest,
+    Station,
+    Tariff,
+    Transaction,
+)
+
+log = logging.getLogger("stations.services")
+
+
+class DomainError(Exception):
+    """A request the domain refuses; ``code`` is the mobile API's error code."""
+
+    code = 400
+
+
+class NotFound(DomainError):
+    code = 404
+
+
+class Conflict(DomainError):
+    code = 409
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with milliseconds and Z, as the mobile documents show."""
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str | None) -> dt.datetime:
+    """An OCPP timestamp; a missing or unreadable one is taken as now."""
+    parsed = parse_datetime(value) if value else None
+    if parsed is None:
+        return timezone.now()
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, dt.timezone.utc)
+    return parsed
+
+
+# --- Station credentials (security profile 1) ----------------------------------------
+
+def hash_station_password(password: str, salt: str | None = None) -> str:
+    # Station passwords are long random strings set by the operator (OCPP
+    # AuthorizationKey), so a salted SHA-256 is enough and keeps a reconnect
+    # storm of thousands of chargers from burning seconds of CPU each.
+    salt = salt or secrets.token_hex(8)
+    digest = hashlib.sha256((salt + password).encode()).hexdigest()
+    return f"sha256${salt}${digest}"
+
+
+def check_station_password(password: str, stored: str) -> bool:
+    try:
+        _, salt, _ = stored.split("$")
+    except ValueError:
+        return False
+    return hmac.compare_digest(hash_station_password(password, salt), stored)
+
+
+def set_station_password(station_id: str, password: str | None) -> str:
+    """Set (or, with None, generate) a station's basic-auth password; return it once."""
+    password = password or secrets.token_urlsafe(18)
+    if len(password) < 16:
+        raise DomainError("A station password needs at least 16 characters")
+    Station.objects.filter(pk=station_id).update(password_hash=hash_station_password(password))
+    return password
+
+
+@dataclass(frozen=True)
+class ConnectDecision:
+    accepted: bool
+    reason: str = ""
+
+
+def check_station_connect(station_id: str, password: str | None) -> ConnectDecision:
+    """May this station open a socket? Registers unknown stations per the policy."""
+    station = Station.objects.filter(pk=station_id).first()
+    if station is None:
+        status = rules.boot_status(False, None, settings.OCPP_UNKNOWN_STATIONS)
+        if status is None:
+            return ConnectDecision(False, "unknown station")
+        if settings.OCPP_REQUIRE_AUTH:
+            return ConnectDecision(False, "unknown station cannot authenticate")
+        Station.objects.get_or_create(pk=station_id, defaults={"registration_status": status})
+        return ConnectDecision(True)
+    if station.password_hash:
+        if password is None:
+            return ConnectDecision(False, "missing credentials")
+        if not check_station_password(password, station.password_hash):
+            return ConnectDecision(False, "wrong password")
+    elif settings.OCPP_REQUIRE_AUTH:
+        return ConnectDecision(False, "station has no password and authentication is required")
+    return ConnectDecision(True)
+
+
+# --- Connection lifecycle ---------------------------------------------------------------
+
+def station_connected(station_id: str, channel_name: str) -> str:
+    """Mark the station online on this channel; return the channel it replaces ("" if none)."""
+    now = timezone.now()
+    with transaction.atomic():
+        station = Station.objects.select_for_update().get(pk=station_id)
+        previous = station.channel_name if station.is_online else ""
+        was_online = station.is_online
+        station.is_online = True
+        station.channel_name = channel_name
+        station.connected_at = now
+        station.last_activity = now
+        station.save(update_fields=["is_online", "channel_name", "connected_at", "last_activity"])
+        if not was_online:
+            emit("station.connected", station_id, {"stationId": station_id, "timestamp": iso(now)})
+    return previous
+
+
+def station_disconnected(station_id: str, channel_name: str, last_activity: dt.datetime | None = None) -> bool:
+    """Mark the station offline if this channel still holds it; True if it did."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Station.objects.filter(pk=station_id, channel_name=channel_name, is_online=True).update(
+            is_online=False, channel_name="", last_activity=last_activity or now
+        )
+        if updated:
+            emit("station.disconnected", station_id, {"stationId": station_id, "timestamp": iso(now)})
+    return bool(updated)
+
+
+def flush_activity(last_seen: dict[str, dt.datetime]) -> None:
+    """Write in-memory last-activity times (heartbeats are not written one by one)."""
+    with transaction.atomic():
+        for station_id, seen in last_seen.items():
+            Station.objects.filter(pk=station_id).update(last_activity=seen)
+
+
+def registration_status(station_id: str) -> str:
+    return Station.objects.filter(pk=station_id).values_list("registration_status", flat=True).first() or ""
+
+
+def set_registration_status(station_id: str, status: str, *, actor: str = "") -> None:
+    with transaction.atomic():
+        Station.objects.filter(pk=station_id).update(registration_status=status)
+        emit("station.registration.changed", station_id, {"stationId": station_id, "status": status}, actor=actor)
+
+
+# --- Charger-initiated messages ----------------------------------------------------------
+
+def record_boot(station_id: str, info: dict[str, str]) -> str:
+    """Store BootNotification details; return the registration status to answer."""
+    fields = {
+        "vendor": info.get("charge_point_vendor", ""),
+        "model": info.get("charge_point_model", ""),
+        "serial_number": info.get("charge_point_serial_number") or info.get("charge_box_serial_number", ""),
+        "firmware_version": info.get("firmware_version", ""),
+        "iccid": info.get("iccid", ""),
+        "imsi": info.get("imsi", ""),
+        "meter_type": info.get("meter_type", ""),
+        "meter_serial_number": info.get("meter_serial_number", ""),
+    }
+    now = timezone.now()
+    Station.objects.filter(pk=station_id).update(last_boot_at=now, last_activity=now, **fields)
+    return registration_status(station_id)
+
+
+def _connector(station_id: str, number: int) -> Connector:
+    connector, _ = Connector.objects.get_or_create(station_id=station_id, number=number)
+    return connector
+
+
+def update_connector_status(
+    station_id: str,
+    connector_id: int,
+    status: str,
+    error_code: str = "NoError",
+    *,
+    info: str = "",
+    vendor_error_code: str = "",
+    timestamp: str | None = None,
+) -> None:
+    with transaction.atomic():
+        connector = _connector(station_id, connector_id)
+        connector.status = status
+        connector.error_code = error_code
+        connector.info = info or ""
+        connector.vendor_error_code = vendor_error_code or ""
+        connector.updated_at = parse_time(timestamp)
+        connector.save()
+        if connector_id == 0:
+            return  # the station itself; its status is derived from the connectors
+        emit(
+            "connector.status.changed",
+            station_id,
+            {
+                "stationId": station_id,
+                "connectorId": connector_id,
+                "status": status,
+                "errorCode": None if error_code == "NoError" else error_code,
+                "transactionId": connector.current_transaction_id,
+                "timestamp": iso(connector.updated_at),
+            },
+        )
+
+
+def authorize(id_tag: str) -> dict[str, Any]:
+    """The idTagInfo for a tag, from the IdTag table."""
+    row = IdTag.objects.filter(id_tag=id_tag).select_related("parent").first()
+    record = None
+    if row is not None:
+        record = rules.TagRecord(row.status, row.expiry_date, row.parent.id_tag if row.parent else None)
+    return rules.id_tag_info(record, accept_unknown=settings.OCPP_ACCEPT_UNKNOWN_IDTAGS, now=timezone.now())
+
+
+def _claim_remote_start(station_id: str, connector_id: int, id_tag: str, started_at: dt.datetime) -> RemoteStartRequest | None:
+    window = dt.timedelta(seconds=settings.OCPP_REMOTE_START_WINDOW)
+    candidates = RemoteStartRequest.objects.filter(
+        station_id=station_id, id_tag=id_tag, transaction__isnull=True, created_at__gte=timezone.now() - window
+    ).order_by("-created_at")
+    for request in candidates:
+        if request.connector_number in (None, connector_id):
+            return request
+    return None
+
+
+def start_transaction(
+    station_id: str,
+    connector_id: int,
+    id_tag: str,
+    meter_start: int,
+    timestamp: str | None,
+    reservation_id: int | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Allocate a transaction id, or return the same one for a re-sent message."""
+    tag_info = authorize(id_tag)
+    started_at = parse_time(timestamp)
+    with transaction.atomic():
+        connector = _connector(station_id, connector_id)
+        existing = Transaction.objects.filter(
+            station_id=station_id, connector=connector, id_tag=id_tag, meter_start=meter_start, started_at=started_at
+        ).first()
+        if existing is not None:
+            log.info("StartTransaction re-sent by %s: returning transaction %s", station_id, existing.pk)
+            return existing.pk, tag_info
+        request = _claim_remote_start(station_id, connector_id, id_tag, started_at)
+        try:
+            with transaction.atomic():
+                tx = Transaction.objects.create(
+                    station_id=station_id,
+                    connector=connector,
+                    id_tag=id_tag,
+                    meter_start=meter_start,
+                    started_at=started_at,
+                    reservation_id=reservation_id,
+                    started_by_key_id=request.api_key_id if request else None,
+                    started_by_user_id=request.user_id if request else None,
+                    start_correlation_id=request.correlation_id if request else "",
+                )
+        except IntegrityError:  # a concurrent retry of the same message won the race
+            tx = Transaction.objects.get(
+                station_id=station_id, connector=connector, id_tag=id_tag, meter_start=meter_start, started_at=started_at
+            )
+            return tx.pk, tag_info
+        if request is not None:
+            request.transaction = tx
+            request.save(update_fields=["transaction"])
+        if tag_info["status"] == "Accepted":
+            connector.current_transaction = tx
+            connector.save(update_fields=["current_transaction"])
+        data = {
+            "transactionId": tx.pk,
+            "stationId": station_id,
+            "connectorId": connector_id,
+            "idTag": id_tag,
+            "startTime": iso(started_at),
+            "meterStart": meter_start,
+        }
+        if tx.start_correlation_id:
+            data["correlationId"] = tx.start_correlation_id
+        emit("transaction.started", station_id, data, actor=_actor(tx))
+    return tx.pk, tag_info
+
+
+def _actor(tx: Transaction) -> str:
+    if tx.started_by_key_id:
+        return f"apikey:{tx.started_by_key_id}"
+    if tx.started_by_user_id:
+        return f"user:{tx.started_by_user.get_username()}"
+    return ""
+
+
+def tariff_for(station: Station) -> Tariff | None:
+    return station.tariff or Tariff.objects.filter(is_default=True).first()
+
+
+def stop_transaction(
+    station_id: str,
+    transaction_id: int,
+    meter_stop: int,
+    timestamp: str | None,
+    reason: str | None = None,
+    id_tag: str | None = None,
+    transaction_data: list[dict] | None = None,
+) -> dict[str, Any] | None:
+    """Close a transaction, price it, store its samples; idempotent on re-send."""
+    tag_info = authorize(id_tag) if id_tag else None
+    with transaction.atomic():
+        tx = (
+            Transaction.objects.select_for_update()
+            .select_related("station", "connector", "station__tariff")
+            .filter(pk=transaction_id, station_id=station_id)
+            .first()
+        )
+        if tx is None:
+            # Answer anyway so the charger can empty its queue; keep the samples.
+            log.warning("StopTransaction for unknown transaction %s from %s", transaction_id, station_id)
+            emit(
+                "transaction.stop.unknown",
+                station_id,
+                {"stationId": station_id, "transactionId": transaction_id, "meterStop": meter_stop},
+            )
+            return tag_info
+        if transaction_data:
+            _store_meter_values(station_id, tx.connector.number, tx, transaction_data)
+        if tx.stopped_at is not None:
+            log.info("StopTransaction re-sent by %s for transaction %s", station_id, transaction_id)
+            return tag_info
+        _close(tx, meter_stop, parse_time(timestamp), reason or "Local")
+    return tag_info
+
+
+def _close(tx: Transaction, meter_stop: int, stopped_at: dt.datetime, reason: str) -> None:
+    tx.meter_stop = meter_stop
+    tx.stopped_at = max(stopped_at, tx.started_at)
+    tx.stop_reason = reason
+    tx.energy_wh = max(meter_stop - tx.meter_start, 0)
+    tariff = tariff_for(tx.station)
+    if tariff is not None:
+        tx.tariff = tariff
+        tx.currency = tariff.currency
+        tx.cost = rules.compute_cost(
+            tx.energy_wh,
+            tx.duration_seconds or 0,
+            price_per_kwh=tariff.price_per_kwh,
+            price_per_minute=tariff.price_per_minute,
+            session_fee=tariff.session_fee,
+        )
+    tx.save()
+    Connector.objects.filter(pk=tx.connector_id, current_transaction=tx).update(current_transaction=None)
+    data = {
+        "transactionId": tx.pk,
+        "stationId": tx.station_id,
+        "connectorId": tx.connector.number,
+        "idTag": tx.id_tag,
+        "stopTime": iso(tx.stopped_at),
+        "energy": tx.energy_wh,
+        "totalKWh": round(tx.energy_wh / 1000, 3),
+        "duration": tx.duration_seconds,
+        "cost": float(tx.cost) if tx.cost is not None else None,
+        "currency": tx.currency or None,
+        "reason": reason,
+    }
+    if tx.stop_correlation_id:
+        data["correlationId"] = tx.stop_correlation_id
+    emit("transaction.stopped", tx.station_id, data, actor=_actor(tx))
+
+
+def record_meter_values(
+    station_id: str, connector_id: int, transaction_id: int | None, meter_value: list[dict]
+) -> None:
+    with transaction.atomic():
+        tx = None
+        if transaction_id is not None:
+            tx = Transaction.objects.filter(pk=transaction_id, station_id=station_id).first()
+        if tx is None and connector_id:
+            tx = Transaction.objects.filter(
+                station_id=station_id, connector__number=connector_id, stopped_at__isnull=True
+            ).first()
+        _store_meter_values(station_id, connector_id, tx, meter_value, announce=True)
+
+
+def _store_meter_values(
+    station_id: str, connector_id: int, tx: Transaction | None, meter_value: list[dict], *, announce: bool = False
+) -> None:
+    """Store samples (duplicates ignored); announce the newest as a meter event."""
+    rows = []
+    for reading in meter_value:
+        sampled = reading.get("sampled_value") or []
+        summary = rules.summarize_sampled_values(sampled)
+        rows.append(
+            MeterSample(
+                station_id=station_id,
+                connector_number=connector_id,
+                transaction=tx,
+                timestamp=parse_time(reading.get("timestamp")),
+                context=(sampled[0].get("context") or "") if sampled else "",
+                sampled_values=sampled,
+                **summary,
+            )
+        )
+    if not rows:
+        return
+    MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
+    if announce:
+        _announce_meter(station_id, connector_id, tx, max(rows, key=lambda row: row.timestamp))
+
+
+def _announce_meter(station_id: str, connector_id: int, tx: Transaction | None, newest: MeterSample) -> None:
+    previous = (
+        MeterSample.objects.filter(
+            station_id=station_id, connector_number=connector_id, transaction=tx, timestamp__lt=newest.timestamp,
+            energy_wh__isnull=False,
+        )
+        .order_by("-timestamp")
+        .values_list("energy_wh", flat=True)
+        .first()
+    )
+    baseline = previous if previous is not None else (tx.meter_start if tx else None)
+    energy = newest.energy_wh
+    emit(
+        "meter.update",
+        station_id,
+        {
+            "stationId": station_id,
+            "connectorId": connector_id,
+            "transactionId": tx.pk if tx else None,
+            "timestamp": iso(newest.timestamp),
+            "energy": energy,
+            "power": newest.power_w,
+            "current": newest.current_a,
+            "voltage": newest.voltage_v,
+            "soc": newest.soc,
+            "delta": (energy - baseline) if energy is not None and baseline is not None else None,
+            "total": (energy - tx.meter_start) if energy is not None and tx else energy,
+            "unit": "Wh",
+        },
+    )
+
+
+def record_data_transfer(station_id: str, vendor_id: str, message_id: str | None, data: str | None) -> str:
+    emit(
+        "station.data_transfer",
+        station_id,
+        {"stationId": station_id, "vendorId": vendor_id, "messageId": message_id, "data": data},
+    )
+    return "Accepted" if vendor_id in settings.OCPP_DATA_TRANSFER_VENDORS else "UnknownVendorId"
+
+
+def record_firmware_status(station_id: str, kind: str, status: str) -> None:
+    emit(kind, station_id, {"stationId": station_id, "status": status})
+
+
+
+# --- Remote commands: preconditions and outcomes -------------------------------------
+
+def _online_station(station_id: str) -> Station:
+    station = Station.objects.filter(pk=station_id).first()
+    if station is None:
+        raise NotFound(f"Unknown station {station_id}")
+    if not station.is_online:
+        raise Conflict(f"Station {station_id} is offline")
+    return station
+
+
+def prepare_remote_start(
+    station_id: str,
+    connector_id: int,
+    id_tag: str,
+    *,
+    correlation_id: str = "",
+    api_key_id: int | None = None,
+    user_id: int | None = None,
+) -> None:
+    """Check a remote start can be asked for, and remember who asked."""
+    station = _online_station(station_id)
+    if station.registration_status != RegistrationStatus.ACCEPTED:
+        raise Conflict(f"Station {station_id} is not accepted ({station.registration_status})")
+    connector = Connector.objects.filter(station=station, number=connector_id).first()
+    if connector is None or connector_id == 0:
+        raise NotFound(f"Unknown connector {connector_id} on station {station_id}")
+    if connector.current_transaction_id or connector.status in rules.BUSY_STATUSES:
+        raise Conflict(f"Connector {connector_id} is busy ({connector.status})")
+    RemoteStartRequest.objects.create(
+        station=station,
+        connector_number=connector_id,
+        id_tag=id_tag,
+        correlation_id=correlation_id,
+        api_key_id=api_key_id,
+        user_id=user_id,
+    )
+
+
+def prepare_remote_stop(
+    station_id: str | None,
+    transaction_id: int | None,
+    connector_id: int | None,
+    *,
+    correlation_id: str = "",
+) -> Transaction:
+    """Find the active transaction to stop (by id, or by station and connector)."""
+    query = Transaction.objects.filter(stopped_at__isnull=True)
+    if transaction_id is not None:
+        query = query.filter(pk=transaction_id)
+        if station_id:
+            query = query.filter(station_id=station_id)
+    elif station_id and connector_id is not None:
+        query = query.filter(station_id=station_id, connector__number=connector_id)
+    else:
+        raise DomainError("Give transactionId, or stationId and connectorId")
+    tx = query.select_related("connector").first()
+    if tx is None:
+        raise NotFound("No active transaction matches")
+    _online_station(tx.station_id)
+    if correlation_id:
+        Transaction.objects.filter(pk=tx.pk).update(stop_correlation_id=correlation_id)
+    return tx
+
+
+def forget_remote_start(station_id: str, id_tag: str, correlation_id: str) -> None:
+    """The charger refused or never answered: nothing will start."""
+    RemoteStartRequest.objects.filter(
+        station_id=station_id, id_tag=id_tag, correlation_id=correlation_id, transaction__isnull=True
+    ).delete()
+
+
+def record_command(kind: str, station_id: str, data: dict[str, Any], *, actor: str = "") -> None:
+    """Record the outcome of a CSMS-initiated command in the event log."""
+    emit(kind, station_id, data, actor=actor)

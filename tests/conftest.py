@@ -1,0 +1,202 @@
+"""Shared fixtures: a live ASGI server over real sockets, chargers, services.
+
+``server`` runs the real ASGI application under uvicorn inside the test's own
+event loop, so a test shares its channel layer and database with the server
+and can call the remote-command service directly. ``daphne_process`` starts
+real daphne processes for the tests about several processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+import uvicorn
+from channels.layers import channel_layers, get_channel_layer
+from django.conf import settings
+
+from stations.simulator import ChargerState, SimulatedCharger, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip when a local service is missing - but fail in CI, where it must be there."""
+    if _answers(host, port):
+        return
+    message = f"{name} does not answer on {host}:{port}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: tests that need it fail rather than skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    return REDIS_TEST_URL
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """A new channel-layer instance per test: each test has its own event loop."""
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def fast_settings(settings):
+    settings.OCPP_ACTIVITY_FLUSH_SECONDS = 1
+    settings.OCPP_COMMAND_TIMEOUT = 5
+    return settings
+
+
+@pytest.fixture
+async def server(transactional_db, fast_settings) -> AsyncIterator[str]:
+    """The ASGI app on a real socket; yields ``ws://127.0.0.1:<port>``."""
+    layer = get_channel_layer()
+    if hasattr(layer, "flush"):
+        await layer.flush()
+    config = uvicorn.Config(
+        "csms.asgi:application", host="127.0.0.1", port=0, lifespan="off", log_level="warning", ws="websockets-sansio"
+    )
+    uv = uvicorn.Server(config)
+    task = asyncio.create_task(uv.serve())
+    while not uv.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = uv.servers[0].sockets[0].getsockname()[1]
+    yield f"ws://127.0.0.1:{port}"
+    uv.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+class Charger:
+    """A simulated charger connected to the server, with its socket and serve task."""
+
+    def __init__(self, cp: SimulatedCharger, ws: Any, task: asyncio.Task) -> None:
+        self.cp, self.ws, self.task = cp, ws, task
+
+    @property
+    def state(self) -> ChargerState:
+        return self.cp.state
+
+    async def close(self) -> None:
+        self.task.cancel()
+        for task in list(self.cp.tasks):
+            task.cancel()
+        await self.ws.close()
+
+
+@pytest.fixture
+async def charger_factory(server) -> AsyncIterator[Callable[..., Awaitable[Charger]]]:
+    chargers: list[Charger] = []
+
+    async def make(
+        station_id: str = "fora072",
+        *,
+        connectors: int = 2,
+        boot: bool = True,
+        password: str | None = None,
+        state: ChargerState | None = None,
+        cls: type[SimulatedCharger] = SimulatedCharger,
+        meter_interval: float = 0.2,
+    ) -> Charger:
+        state = state or ChargerState.new(station_id, connectors, meter_interval)
+        ws = await connect(f"{server}/ocpp", station_id, password)
+        cp = cls(state, ws)
+        charger = Charger(cp, ws, asyncio.create_task(cp.start()))
+        chargers.append(charger)
+        if boot:
+            await cp.boot()
+        return charger
+
+    yield make
+    for charger in chargers:
+        await charger.close()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0, interval: float = 0.05) -> Any:
+    """Poll an async check until it returns a truthy value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_database_url() -> str:
+    """A DATABASE_URL for server processes, pointing at the test database."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def daphne_process(transactional_db):
+    """Start real daphne processes on the test database; stopped at teardown."""
+    processes: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str] | None = None, port: int | None = None) -> tuple[str, subprocess.Popen]:
+        port = port or free_port()
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": server_database_url(),
+            "OCPP_ACTIVITY_FLUSH_SECONDS": "1",
+            "LOG_LEVEL": "WARNING",
+            **(env or {}),
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "csms.asgi:application"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
+        deadline = time.monotonic() + 20
+        while not _answers("127.0.0.1", port):
+            if process.poll() is not None:
+                raise RuntimeError(f"daphne exited: {process.stderr.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("daphne did not start in 20 s")
+            time.sleep(0.1)
+        return f"ws://127.0.0.1:{port}", process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
