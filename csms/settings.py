@@ -154,25 +154,28 @@ REDIS_URL = env_str("REDIS_URL")
 # Room for push bursts: a full channel makes group_send drop silently.
 CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 1000)
 
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 times reads out after 5 s (idle consumers die) and
-                # caps the pool at 100 connections: lift both.
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "socket_timeout": None,
-                        "max_connections": env_int("REDIS_MAX_CONNECTIONS", 10_000),
-                    }
-                ],
-                "capacity": CHANNEL_CAPACITY,
-                "prefix": env_str("CHANNEL_PREFIX", "csms"),
-            },
-        }
+
+def redis_channel_layer(url: str, prefix: str = "csms") -> dict:
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 times reads out after 5 s (idle consumers die) and
+            # caps the pool at 100 connections: lift both.
+            "hosts": [
+                {
+                    "address": url,
+                    "socket_timeout": None,
+                    "max_connections": env_int("REDIS_MAX_CONNECTIONS", 10_000),
+                }
+            ],
+            "capacity": CHANNEL_CAPACITY,
+            "prefix": prefix,
+        },
     }
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL, env_str("CHANNEL_PREFIX", "csms"))}
 else:
     CHANNEL_LAYERS = {
         "default": {

@@ -71,10 +71,12 @@ class OcppConsumer(AsyncWebsocketConsumer):
             log.warning("[OCPP:connect] station=%s refused: %s", self.station_id, decision.reason)
             await self.close()
             return
-        await self.accept(ocpp16.SUBPROTOCOL)
         status = await call_service(services.registration_status, self.station_id)
         self.charge_point = ocpp16.ChargePoint16(self.station_id, self, status)
+        # Routable before the charger sees the socket open, so a command sent
+        # right after the handshake finds the station online.
         previous = await call_service(services.station_connected, self.station_id, self.channel_name)
+        await self.accept(ocpp16.SUBPROTOCOL)
         if previous and previous != self.channel_name:
             await self.channel_layer.send(previous, {"type": "station.replaced"})
         log.info("[OCPP:connect] station=%s registration=%s", self.station_id, status)

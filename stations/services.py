@@ -52,6 +52,10 @@ class Conflict(DomainError):
     code = 409
 
 
+class InvalidValue(DomainError):
+    """A value that passed the schema but means nothing (e.g. month 13)."""
+
+
 def iso(value: dt.datetime | None) -> str | None:
     """ISO 8601 in UTC with milliseconds and Z, as the mobile documents show."""
     if value is None:
@@ -60,10 +64,15 @@ def iso(value: dt.datetime | None) -> str | None:
 
 
 def parse_time(value: str | None) -> dt.datetime:
-    """An OCPP timestamp; a missing or unreadable one is taken as now."""
-    parsed = parse_datetime(value) if value else None
-    if parsed is None:
+    """An OCPP timestamp (now when absent); raises InvalidValue when it is no date."""
+    if not value:
         return timezone.now()
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise InvalidValue(f"timestamp {value!r} is not an ISO 8601 date-time")
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, dt.timezone.utc)
     return parsed
@@ -333,7 +342,7 @@ def stop_transaction(
     tag_info = authorize(id_tag) if id_tag else None
     with transaction.atomic():
         tx = (
-            Transaction.objects.select_for_update()
+            Transaction.objects.select_for_update(of=("self",))
             .select_related("station", "connector", "station__tariff")
             .filter(pk=transaction_id, station_id=station_id)
             .first()

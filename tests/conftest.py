@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -51,6 +52,17 @@ def require_service(name: str, host: str, port: int) -> None:
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
     return REDIS_TEST_URL
+
+
+@pytest.fixture
+def redis_layer(settings, redis_url) -> str:
+    """Use Redis as this test's channel layer, under a prefix of its own; returns the prefix."""
+    from csms.settings import redis_channel_layer
+
+    prefix = f"csms-test-{uuid.uuid4().hex[:8]}"
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer(redis_url, prefix)}
+    channel_layers.backends.clear()
+    return prefix
 
 
 @pytest.fixture(autouse=True)

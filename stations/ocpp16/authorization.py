@@ -6,11 +6,11 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from csms.events import call_service
+from stations.ocpp16.dispatch import run
 from stations import services
 
 
 class AuthorizationHandlers:
     @on(Action.authorize)
     async def on_authorize(self, id_tag):
-        return call_result.Authorize(id_tag_info=await call_service(services.authorize, id_tag))
+        return call_result.Authorize(id_tag_info=await run(services.authorize, id_tag))

@@ -6,7 +6,7 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from csms.events import call_service
+from stations.ocpp16.dispatch import run
 from stations import services
 
 
@@ -15,5 +15,5 @@ class MeteringHandlers:
 
     @on(Action.meter_values)
     async def on_meter_values(self, connector_id, meter_value, transaction_id=None):
-        await call_service(services.record_meter_values, self.station_id, connector_id, transaction_id, meter_value)
+        await run(services.record_meter_values, self.station_id, connector_id, transaction_id, meter_value)
         return call_result.MeterValues()

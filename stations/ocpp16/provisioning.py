@@ -8,7 +8,7 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from csms.events import call_service
+from stations.ocpp16.dispatch import run
 from stations import services
 
 
@@ -18,7 +18,7 @@ class ProvisioningHandlers:
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, **info):
-        status = await call_service(services.record_boot, self.station_id, info)
+        status = await run(services.record_boot, self.station_id, info)
         self.registration_status = status
         return call_result.BootNotification(
             current_time=services.iso(timezone.now()),
@@ -34,7 +34,7 @@ class ProvisioningHandlers:
 
     @on(Action.status_notification)
     async def on_status_notification(self, connector_id, error_code, status, **extra):
-        await call_service(
+        await run(
             services.update_connector_status,
             self.station_id,
             connector_id,
@@ -48,15 +48,15 @@ class ProvisioningHandlers:
 
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id, message_id=None, data=None):
-        status = await call_service(services.record_data_transfer, self.station_id, vendor_id, message_id, data)
+        status = await run(services.record_data_transfer, self.station_id, vendor_id, message_id, data)
         return call_result.DataTransfer(status=status)
 
     @on(Action.firmware_status_notification)
     async def on_firmware_status_notification(self, status):
-        await call_service(services.record_firmware_status, self.station_id, "station.firmware.status", status)
+        await run(services.record_firmware_status, self.station_id, "station.firmware.status", status)
         return call_result.FirmwareStatusNotification()
 
     @on(Action.diagnostics_status_notification)
     async def on_diagnostics_status_notification(self, status):
-        await call_service(services.record_firmware_status, self.station_id, "station.diagnostics.status", status)
+        await run(services.record_firmware_status, self.station_id, "station.diagnostics.status", status)
         return call_result.DiagnosticsStatusNotification()

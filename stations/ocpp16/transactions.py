@@ -6,7 +6,7 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from csms.events import call_service
+from stations.ocpp16.dispatch import run
 from stations import services
 
 
@@ -15,7 +15,7 @@ class TransactionHandlers:
 
     @on(Action.start_transaction)
     async def on_start_transaction(self, connector_id, id_tag, meter_start, timestamp, reservation_id=None):
-        transaction_id, tag_info = await call_service(
+        transaction_id, tag_info = await run(
             services.start_transaction, self.station_id, connector_id, id_tag, meter_start, timestamp, reservation_id
         )
         return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=tag_info)
@@ -24,7 +24,7 @@ class TransactionHandlers:
     async def on_stop_transaction(
         self, meter_stop, timestamp, transaction_id, reason=None, id_tag=None, transaction_data=None
     ):
-        tag_info = await call_service(
+        tag_info = await run(
             services.stop_transaction,
             self.station_id,
             transaction_id,

@@ -1,0 +1,98 @@
+"""The event bus: durable numbered rows first, pushes after commit, once and in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from csms.events import ALL_EVENTS_GROUP, call_service, emit, station_group
+from csms.models import Event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def listen(group: str) -> str:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    return channel
+
+
+async def drain(channel: str, count: int) -> list[dict]:
+    layer = get_channel_layer()
+    return [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(count)]
+
+
+async def nothing_more(channel: str) -> bool:
+    try:
+        await asyncio.wait_for(get_channel_layer().receive(channel), 0.3)
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
+def emit_many(station_id: str, count: int) -> None:
+    for n in range(count):
+        emit("test.step", station_id, {"n": n})
+
+
+async def test_each_event_reaches_group_members_once_and_in_order():
+    everything = await listen(ALL_EVENTS_GROUP)
+    only_a = await listen(station_group("A"))
+    await call_service(emit_many, "A", 5)
+    await call_service(emit_many, "B", 3)
+    await call_service(emit_many, "A", 5)
+
+    received_a = await drain(only_a, 10)
+    assert [m["data"]["n"] for m in received_a] == [0, 1, 2, 3, 4] * 2
+    assert [m["seq"] for m in received_a] == sorted(m["seq"] for m in received_a)
+    assert await nothing_more(only_a)
+
+    received_all = await drain(everything, 13)
+    assert [m["seq"] for m in received_all] == sorted({m["seq"] for m in received_all})
+    assert await nothing_more(everything)
+    for message in received_all:
+        json.dumps(message)  # every pushed payload must be serialisable
+        assert re.fullmatch(r"evt-\d{13}-\d+", message["eventId"])
+
+
+async def test_sequence_is_global_and_increasing():
+    await call_service(emit_many, "A", 3)
+    await call_service(emit_many, "B", 3)
+    seqs = [seq async for seq in Event.objects.values_list("seq", flat=True)]
+    assert seqs == list(range(seqs[0], seqs[0] + 6))
+
+
+def emit_then_fail() -> None:
+    with transaction.atomic():
+        emit("test.doomed", "A", {})
+        raise RuntimeError("rollback")
+
+
+async def test_no_push_for_a_rolled_back_event():
+    channel = await listen(ALL_EVENTS_GROUP)
+    with pytest.raises(RuntimeError):
+        await call_service(emit_then_fail)
+    assert await nothing_more(channel)
+    assert not await Event.objects.filter(kind="test.doomed").aexists()
+
+
+async def test_sync_callers_push_too():
+    """Admin views and management commands call services without call_service."""
+    from asgiref.sync import sync_to_async
+
+    channel = await listen(station_group("S"))
+    await sync_to_async(emit)("test.sync", "S", {"ok": True})
+    (message,) = await drain(channel, 1)
+    assert message["kind"] == "test.sync" and message["data"] == {"ok": True}
+
+
+def test_station_group_names_are_valid_for_any_id():
+    assert station_group("fora072") == "events.station.fora072"
+    odd = station_group("Ünïcode/станция #1")
+    assert re.fullmatch(r"[a-z0-9.]+", odd) and len(odd) < 100
