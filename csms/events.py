@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Iterator, TypedDict, TypeVar
+from typing import Any, Callable, Iterator, TypedDict, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -46,6 +46,7 @@ class EventMessage(TypedDict):
     stationId: str
     ts: int
     data: dict[str, Any]
+    actor: str
 
 
 def station_group(station_id: str) -> str:
@@ -64,6 +65,7 @@ def to_message(event: Event) -> EventMessage:
         "stationId": event.station_id,
         "ts": event.ts_ms,
         "data": event.data,
+        "actor": event.actor,
     }
 
 
@@ -76,8 +78,13 @@ def _next_seq() -> int:
     return counter.value
 
 
-def emit(kind: str, station_id: str = "", data: dict[str, Any] | None = None, *, actor: str = "") -> Event:
-    """Record an event in the current transaction; push it once that commits."""
+def emit(
+    kind: str, station_id: str = "", data: dict[str, Any] | None = None, *, actor: str = "", push: bool = True
+) -> Event:
+    """Record an event in the current transaction; push it once that commits.
+
+    ``push=False`` only records it (an event meant for one connection).
+    """
     with transaction.atomic():
         now = timezone.now()
         event = Event.objects.create(
@@ -88,8 +95,9 @@ def emit(kind: str, station_id: str = "", data: dict[str, Any] | None = None, *,
             data=data or {},
             actor=actor,
         )
-    message = to_message(event)
-    transaction.on_commit(lambda: _dispatch(message))
+    if push:
+        message = to_message(event)
+        transaction.on_commit(lambda: _dispatch(message))
     return event
 
 
@@ -143,13 +151,3 @@ async def call_service(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         await publish(messages)
     return result
 
-
-def awaitable_service(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """Decorator form of ``call_service``, for one-line async wrappers."""
-
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
-        return await call_service(fn, *args, **kwargs)
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.urls import path, re_path
+from django.urls import re_path
 
+from mobileapi.consumers import MobileConsumer
+from mobileapi.dialects import MOBILE_CLIENT, WS
 from stations.consumers import OcppConsumer
 
 
@@ -15,5 +17,7 @@ class RefuseConsumer(AsyncWebsocketConsumer):
 
 websocket_urlpatterns = [
     re_path(r"^ocpp/(?P<station_id>[^/]{1,64})/?$", OcppConsumer.as_asgi()),
+    re_path(r"^ws/?$", MobileConsumer.as_asgi(dialect=WS)),
+    re_path(r"^mobile-client/?$", MobileConsumer.as_asgi(dialect=MOBILE_CLIENT)),
     re_path(r"", RefuseConsumer.as_asgi()),
 ]

@@ -261,3 +261,19 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# --- Mobile API -----------------------------------------------------------------
+
+# Rate limits per connection, "<messages>/<seconds>" (token bucket).
+MOBILE_WS_RATE_LIMIT = env_str("MOBILE_WS_RATE_LIMIT", "10/1")
+MOBILE_CLIENT_RATE_LIMIT = env_str("MOBILE_CLIENT_RATE_LIMIT", "50/10")
+MOBILE_WS_MAX_MESSAGE_BYTES = env_int("MOBILE_WS_MAX_MESSAGE_BYTES", 1024 * 1024)
+MOBILE_CLIENT_MAX_MESSAGE_BYTES = env_int("MOBILE_CLIENT_MAX_MESSAGE_BYTES", 32 * 1024)
+# An authenticated session lasts this long, then session.expired asks for auth again.
+MOBILE_SESSION_TTL = env_int("MOBILE_SESSION_TTL", 24 * 3600)
+# A connection that sends nothing for this long is closed.
+MOBILE_IDLE_TIMEOUT = env_int("MOBILE_IDLE_TIMEOUT", 60)
+# How often each process checks its sessions (expiry, idle, deactivated keys).
+MOBILE_SESSION_CHECK_SECONDS = env_int("MOBILE_SESSION_CHECK_SECONDS", 2)
+# The test key of the customer's documents, created by `make run` in development.
+MOBILE_DEV_API_KEY = "" if PRODUCTION else env_str("MOBILE_DEV_API_KEY", "test-mobile-key-123")

@@ -18,7 +18,7 @@ from django.conf import settings
 
 from csms.events import call_service
 from stations import services
-from stations.models import Station
+from stations.models import Station, Transaction
 from stations.ocpp16 import ChargePoint16
 from stations.services import Conflict, DomainError, NotFound
 
@@ -140,10 +140,28 @@ async def remote_start(
 ) -> str:
     """RemoteStartTransaction with its preconditions; returns the charger's status.
 
-    The outcome (Accepted, Rejected, Timeout, Offline) is recorded as a
+    The outcome (Accepted, Rejected, Timeout, Offline, Error) is recorded as a
     ``remote.start.result`` event carrying the correlationId, and the
     transaction the charger then starts carries it in ``transaction.started``.
     """
+    await prepare_remote_start(
+        station_id, connector_id, id_tag, correlation_id=correlation_id, api_key_id=api_key_id, user_id=user_id
+    )
+    return await execute_remote_start(
+        station_id, connector_id, id_tag, correlation_id=correlation_id, actor=actor, timeout=timeout
+    )
+
+
+async def prepare_remote_start(
+    station_id: str,
+    connector_id: int,
+    id_tag: str,
+    *,
+    correlation_id: str = "",
+    api_key_id: int | None = None,
+    user_id: int | None = None,
+) -> None:
+    """Check the station and connector can start (404/409) and remember who asked."""
     await call_service(
         services.prepare_remote_start,
         station_id,
@@ -153,28 +171,25 @@ async def remote_start(
         api_key_id=api_key_id,
         user_id=user_id,
     )
+
+
+async def execute_remote_start(
+    station_id: str, connector_id: int, id_tag: str, *, correlation_id: str = "", actor: str = "",
+    timeout: float | None = None,
+) -> str:
+    """Send a prepared RemoteStartTransaction and record its outcome."""
     result: dict[str, Any] = {"stationId": station_id, "connectorId": connector_id, "idTag": id_tag}
     if correlation_id:
         result["correlationId"] = correlation_id
-    try:
-        answer = await send_command(
-            station_id, "RemoteStartTransaction", {"connectorId": connector_id, "idTag": id_tag}, timeout=timeout
-        )
-        status = answer["status"]
-    except CommandError as error:
-        status = {"timeout": "Timeout", "offline": "Offline"}.get(error.outcome, "Error")
-        await _finish_remote_start(station_id, id_tag, correlation_id, status, result, actor)
-        raise
-    await _finish_remote_start(station_id, id_tag, correlation_id, status, result, actor)
-    return status
-
-
-async def _finish_remote_start(
-    station_id: str, id_tag: str, correlation_id: str, status: str, result: dict[str, Any], actor: str
-) -> None:
+    payload = {"connectorId": connector_id, "idTag": id_tag}
+    status, error = await _send_recording(station_id, "RemoteStartTransaction", payload, timeout)
     if status != "Accepted":
         await call_service(services.forget_remote_start, station_id, id_tag, correlation_id)
-    await call_service(services.record_command, "remote.start.result", station_id, {**result, "status": status}, actor=actor)
+    await call_service(services.record_command, "remote.start.result", station_id, {**result, "status": status},
+                       actor=actor)
+    if error is not None:
+        raise error
+    return status
 
 
 async def remote_stop(
@@ -187,18 +202,44 @@ async def remote_stop(
     timeout: float | None = None,
 ) -> tuple[str, int, str]:
     """RemoteStopTransaction for an active transaction; returns (status, transactionId, stationId)."""
-    tx = await call_service(
+    tx = await prepare_remote_stop(
+        transaction_id=transaction_id, station_id=station_id, connector_id=connector_id, correlation_id=correlation_id
+    )
+    status = await execute_remote_stop(tx, correlation_id=correlation_id, actor=actor, timeout=timeout)
+    return status, tx.pk, tx.station_id
+
+
+async def prepare_remote_stop(
+    *, transaction_id: int | None = None, station_id: str | None = None, connector_id: int | None = None,
+    correlation_id: str = "",
+) -> Transaction:
+    """Find the active transaction to stop (404) on an online station (409)."""
+    return await call_service(
         services.prepare_remote_stop, station_id, transaction_id, connector_id, correlation_id=correlation_id
     )
+
+
+async def execute_remote_stop(
+    tx: Transaction, *, correlation_id: str = "", actor: str = "", timeout: float | None = None
+) -> str:
+    """Send a prepared RemoteStopTransaction and record its outcome."""
     result: dict[str, Any] = {"stationId": tx.station_id, "connectorId": tx.connector.number, "transactionId": tx.pk}
     if correlation_id:
         result["correlationId"] = correlation_id
+    status, error = await _send_recording(tx.station_id, "RemoteStopTransaction", {"transactionId": tx.pk}, timeout)
+    await call_service(services.record_command, "remote.stop.result", tx.station_id, {**result, "status": status},
+                       actor=actor)
+    if error is not None:
+        raise error
+    return status
+
+
+async def _send_recording(
+    station_id: str, action: str, payload: dict[str, Any], timeout: float | None
+) -> tuple[str, CommandError | None]:
+    """The charger's status word, or the outcome word and the error to raise once it is recorded."""
     try:
-        answer = await send_command(tx.station_id, "RemoteStopTransaction", {"transactionId": tx.pk}, timeout=timeout)
-        status = answer["status"]
+        answer = await send_command(station_id, action, payload, timeout=timeout)
     except CommandError as error:
-        status = {"timeout": "Timeout", "offline": "Offline"}.get(error.outcome, "Error")
-        await call_service(services.record_command, "remote.stop.result", tx.station_id, {**result, "status": status}, actor=actor)
-        raise
-    await call_service(services.record_command, "remote.stop.result", tx.station_id, {**result, "status": status}, actor=actor)
-    return status, tx.pk, tx.station_id
+        return {"timeout": "Timeout", "offline": "Offline"}.get(error.outcome, "Error"), error
+    return answer["status"], None

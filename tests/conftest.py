@@ -77,6 +77,7 @@ def fresh_channel_layer():
 def fast_settings(settings):
     settings.OCPP_ACTIVITY_FLUSH_SECONDS = 1
     settings.OCPP_COMMAND_TIMEOUT = 5
+    settings.MOBILE_SESSION_CHECK_SECONDS = 0.2
     return settings
 
 
@@ -99,6 +100,37 @@ async def server(transactional_db, fast_settings) -> AsyncIterator[str]:
     yield f"ws://127.0.0.1:{port}"
     uv.should_exit = True
     await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+def keys(transactional_db) -> dict[str, str]:
+    """Mobile API key personas: raw keys by role."""
+    from mobileapi.services import create_api_key
+
+    return {
+        "full": create_api_key("App", ["read:stations", "write:charging"], raw_key="test-mobile-key-123")[1],
+        "other": create_api_key("Other app", ["read:stations", "write:charging"])[1],
+        "readonly": create_api_key("Map widget", ["read:stations"])[1],
+        "charging": create_api_key("Kiosk", ["write:charging"])[1],
+        "bound": create_api_key("Fleet", ["read:stations", "write:charging"], ["FLEET-1"])[1],
+    }
+
+
+@pytest.fixture
+async def mobile(server, keys):
+    """Connect authenticated mobile clients: ``await mobile("/ws")`` or ``mobile("/mobile-client", "other")``."""
+    from tests.mobile import MobileClient
+
+    clients = []
+
+    async def make(path: str = "/ws", persona: str | None = "full") -> MobileClient:
+        client = await MobileClient.connect(server, path, keys[persona] if persona else None)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
 
 
 class Charger:

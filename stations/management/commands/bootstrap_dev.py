@@ -1,4 +1,6 @@
 """Create local development credentials on first run and print them once."""
+# Lives in stations/ only because it runs first; it creates the admin user and
+# the mobile API test key of the customer's documents.
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Development only: create a local superuser (printed once)."
+    help = "Development only: create a local superuser (printed once) and the documents' test API key."
 
     def handle(self, *args, **options):
         if settings.PRODUCTION:
@@ -25,3 +27,14 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(
                 f"Created local superuser for /admin/ - user: admin  password: {password}  (shown once)"
             ))
+        self._test_api_key()
+
+    def _test_api_key(self) -> None:
+        from mobileapi.models import ApiKey, Scope, hash_key
+        from mobileapi.services import create_api_key
+
+        raw = settings.MOBILE_DEV_API_KEY
+        if not raw or ApiKey.objects.filter(key_hash=hash_key(raw)).exists():
+            return
+        create_api_key("Documents' test key (development)", list(Scope.values), raw_key=raw)
+        self.stdout.write(self.style.SUCCESS(f"Created the mobile API test key {raw} with scopes {', '.join(Scope.values)}"))

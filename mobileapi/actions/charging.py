@@ -1,0 +1,113 @@
+"""startCharging, stopCharging, getMySessions, getRecentTransactions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from csms.events import call_service
+from mobileapi import services
+from mobileapi.errors import BadRequest, Forbidden
+from mobileapi.models import Scope
+from mobileapi.registry import CONNECTOR_ID, STATION_ID, TRANSACTION_ID, action, limit
+from stations import commands
+
+log = logging.getLogger("mobileapi")
+
+# Commands finishing after their "pending" reply (/ws); kept so they are not collected.
+_background: set[asyncio.Task] = set()
+
+ID_TAG = {"type": "string", "minLength": 1, "maxLength": 20}
+
+
+def _run_in_background(coroutine) -> None:
+    async def guarded():
+        try:
+            await coroutine
+        except commands.CommandError:
+            pass  # recorded as a remote.*.result event, which the client receives
+        except Exception:
+            log.exception("background remote command failed")
+
+    task = asyncio.create_task(guarded())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
+    """The idTag to start with: a key bound to idTags may only use those."""
+    if requested is None:
+        if len(key.id_tags) == 1:
+            return next(iter(key.id_tags))
+        raise BadRequest("params: 'idTag' is a required property")
+    if key.id_tags and requested not in key.id_tags:
+        raise Forbidden(f"idTag {requested} is not bound to this API key")
+    return requested
+
+
+@action(
+    "startCharging",
+    params={"properties": {"stationId": STATION_ID, "connectorId": CONNECTOR_ID, "idTag": ID_TAG},
+            "required": ["stationId", "connectorId"]},
+    scope=Scope.WRITE_CHARGING,
+    detached=True,
+)
+async def start_charging(conn, params):
+    station_id, connector_id = params["stationId"], params["connectorId"]
+    id_tag = _id_tag_for(conn.key, params.get("idTag"))
+    correlation_id = f"corr-{int(time.time() * 1000)}-{station_id}-{connector_id}"
+    await commands.prepare_remote_start(
+        station_id, connector_id, id_tag, correlation_id=correlation_id, api_key_id=conn.key.id
+    )
+    execute = commands.execute_remote_start(
+        station_id, connector_id, id_tag, correlation_id=correlation_id, actor=conn.key.actor
+    )
+    if conn.dialect.start_replies_pending:
+        _run_in_background(execute)
+        return {"status": "pending", "correlationId": correlation_id}
+    status = await execute  # CommandTimeout -> 504 "RemoteStart timeout"
+    return {"status": status, "correlationId": correlation_id}
+
+
+@action(
+    "stopCharging",
+    params={"properties": {"transactionId": TRANSACTION_ID, "stationId": STATION_ID, "connectorId": CONNECTOR_ID}},
+    scope=Scope.WRITE_CHARGING,
+    detached=True,
+)
+async def stop_charging(conn, params):
+    transaction_id = int(params["transactionId"]) if "transactionId" in params else None
+    station_id, connector_id = params.get("stationId"), params.get("connectorId")
+    if transaction_id is None and (station_id is None or connector_id is None):
+        raise BadRequest("params: give 'transactionId', or 'stationId' and 'connectorId'")
+    if not await call_service(services.owns_transaction, conn.key, transaction_id, station_id, connector_id):
+        raise Forbidden("This transaction was not started with this API key or its idTags")
+    correlation_id = f"corr-stop-{int(time.time() * 1000)}"
+    tx = await commands.prepare_remote_stop(
+        transaction_id=transaction_id, station_id=station_id if transaction_id is None else None,
+        connector_id=connector_id, correlation_id=correlation_id,
+    )
+    execute = commands.execute_remote_stop(tx, correlation_id=correlation_id, actor=conn.key.actor)
+    reply = {"correlationId": correlation_id, "transactionId": conn.dialect.transaction_id(tx.pk)}
+    if conn.dialect.start_replies_pending:
+        _run_in_background(execute)
+        return {"status": "pending", **reply}
+    return {"status": await execute, **reply}
+
+
+def _render_sessions(conn, rows: list[dict]) -> list[dict]:
+    for row in rows:
+        row["transactionId"] = conn.dialect.transaction_id(row["transactionId"])
+        row["status"] = conn.dialect.transaction_status(row.pop("active"))
+    return rows
+
+
+@action("getMySessions", params={"properties": {"limit": limit(20, 100)}})
+async def get_my_sessions(conn, params):
+    return _render_sessions(conn, await call_service(services.transactions_for_key, conn.key, params.get("limit", 20)))
+
+
+@action("getRecentTransactions", params={"properties": {"limit": limit(10, 100)}})
+async def get_recent_transactions(conn, params):
+    return _render_sessions(conn, await call_service(services.transactions_for_key, conn.key, params.get("limit", 10)))

@@ -1,0 +1,103 @@
+"""subscribe, unsubscribe, getEventsRecent, getEventsSince."""
+
+from __future__ import annotations
+
+from django.utils.dateparse import parse_datetime
+
+from csms.events import call_service
+from mobileapi import messages, services
+from mobileapi.actions.stations import render_station
+from mobileapi.errors import BadRequest, NotFound
+from mobileapi.models import Scope
+from mobileapi.registry import STATION_ID, action, limit
+from mobileapi.subscriptions import check_patterns
+
+EVENTS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "minItems": 1, "maxItems": 50}
+
+
+@action(
+    "subscribe",
+    params={"properties": {"stationId": STATION_ID, "events": EVENTS}},
+    scope=Scope.READ_STATIONS,
+)
+async def subscribe(conn, params):
+    patterns = params.get("events", ["all"])
+    problem = check_patterns(patterns)
+    if problem:
+        raise BadRequest(f"params.{problem}")
+    station_id = params.get("stationId")
+    if station_id is not None:
+        await call_service(services.require_station, station_id)
+    subscription = await conn.subscribe(station_id, patterns)
+    snapshot = await call_service(services.stations, [station_id] if station_id else None)
+    return {
+        "subscriptionId": subscription.id,
+        "snapshot": {"stations": [render_station(conn.dialect, station) for station in snapshot]},
+    }
+
+
+@action(
+    "unsubscribe",
+    params={"properties": {"subscriptionId": {"type": "string", "minLength": 1}}, "required": ["subscriptionId"]},
+)
+async def unsubscribe(conn, params):
+    if not await conn.unsubscribe(params["subscriptionId"]):
+        raise NotFound(f"Unknown subscription {params['subscriptionId']}")
+    return {"status": "ok", "subscriptionId": params["subscriptionId"]}
+
+
+def _page(conn, events, has_more: bool, cursor: str | None) -> dict:
+    items = [messages.replay_item(conn.dialect, event, hide_id_tag=conn.hides_id_tag(event)) for event in events]
+    return {
+        "events": items,
+        "count": len(items),
+        "hasMore": has_more,
+        "cursor": {"lastEventId": events[-1]["eventId"] if events else cursor},
+    }
+
+
+@action(
+    "getEventsRecent",
+    params={"properties": {"limit": limit(50, 1000), "stationId": STATION_ID}},
+    scope=Scope.READ_STATIONS,
+)
+async def get_events_recent(conn, params):
+    events, _ = await call_service(
+        services.events_page, station_id=params.get("stationId"), limit=params.get("limit", 50), newest=True
+    )
+    return _page(conn, events, False, None)
+
+
+@action(
+    "getEventsSince",
+    params={
+        "properties": {
+            "eventId": {"type": "string", "minLength": 1, "maxLength": 64},
+            "since": {"type": "string", "minLength": 1, "maxLength": 64},
+            "stationId": STATION_ID,
+            "limit": limit(100, 1000),
+        },
+    },
+    scope=Scope.READ_STATIONS,
+)
+async def get_events_since(conn, params):
+    after_seq = since = None
+    if "eventId" in params:
+        try:
+            after_seq = services.parse_event_id(params["eventId"])
+        except ValueError as error:
+            raise BadRequest(f"params.eventId: {error}") from None
+    elif "since" in params:
+        try:
+            since = parse_datetime(params["since"])
+        except ValueError:
+            since = None
+        if since is None or since.tzinfo is None:
+            raise BadRequest("params.since: expected an ISO 8601 time with a zone, e.g. 2025-10-24T16:00:00.000Z")
+    else:
+        raise BadRequest("params: give 'eventId' or 'since'")
+    events, has_more = await call_service(
+        services.events_page, after_seq=after_seq, since=since, station_id=params.get("stationId"),
+        limit=params.get("limit", 100),
+    )
+    return _page(conn, events, has_more, params.get("eventId"))

@@ -1,0 +1,30 @@
+"""python manage.py createapikey --name N [--key K] --scopes a,b [--id-tags t1,t2]"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from mobileapi import services
+from mobileapi.models import ApiKey, Scope, hash_key
+
+
+class Command(BaseCommand):
+    help = "Create a mobile API key and print it once (only its hash is stored)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--key", help="Use this key instead of a generated one")
+        parser.add_argument("--scopes", default=",".join(Scope.values), help="Comma-separated (default: %(default)s)")
+        parser.add_argument("--id-tags", default="", help="Comma-separated idTags bound to the key")
+
+    def handle(self, *args, **options):
+        scopes = [s.strip() for s in options["scopes"].split(",") if s.strip()]
+        id_tags = [t.strip() for t in options["id_tags"].split(",") if t.strip()]
+        if options["key"] and ApiKey.objects.filter(key_hash=hash_key(options["key"])).exists():
+            raise CommandError("A key with that value exists already")
+        try:
+            key, raw = services.create_api_key(options["name"], scopes, id_tags, options["key"])
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        self.stdout.write(f"API key {key.name!r} (id {key.pk}, scopes {', '.join(key.scopes)}): {raw}")
+        self.stdout.write("It is shown only now; store it safely.")

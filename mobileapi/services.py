@@ -1,0 +1,285 @@
+"""What the mobile API reads and writes, as plain synchronous functions.
+
+The consumer calls them through ``csms.events.call_service`` (one ORM-thread
+hop per operation). They return canonical data (integer transaction ids,
+ISO times); the dialect shapes it on the way out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from csms.events import EventMessage, emit, to_message
+from csms.models import Event
+from mobileapi.messages import PUBLIC_KINDS
+from mobileapi.models import ApiKey, Scope, generate_key, hash_key
+from stations import rules
+from stations.models import Connector, IdTag, MeterSample, Station, Transaction
+from stations.services import NotFound, iso
+
+_EVENT_ID = re.compile(r"^evt-(\d+)-(\d+)$")
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What a connection knows of its API key (never the key itself)."""
+
+    id: int
+    name: str
+    scopes: frozenset[str]
+    id_tags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def actor(self) -> str:
+        return f"apikey:{self.id}"
+
+
+# --- Keys ----------------------------------------------------------------------
+
+def create_api_key(name: str, scopes: list[str], id_tags: list[str] = (), raw_key: str | None = None) -> tuple[ApiKey, str]:
+    """Create a key; return it and the raw key, which is shown once and never stored."""
+    unknown = set(scopes) - set(Scope.values)
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
+    raw_key = raw_key or generate_key()
+    with transaction.atomic():
+        key = ApiKey(name=name, scopes=sorted(set(scopes)))
+        key.set_key(raw_key)
+        key.save()
+        for tag in id_tags:
+            key.id_tags.add(IdTag.objects.get_or_create(id_tag=tag)[0])
+    return key, raw_key
+
+
+def authenticate(raw_key: str) -> KeyInfo | None:
+    key = ApiKey.objects.filter(key_hash=hash_key(raw_key), is_active=True).first()
+    if key is None:
+        return None
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    tags = frozenset(key.id_tags.values_list("id_tag", flat=True))
+    return KeyInfo(key.pk, key.name, frozenset(key.scopes), tags)
+
+
+def active_key_ids(key_ids: set[int]) -> set[int]:
+    return set(ApiKey.objects.filter(pk__in=key_ids, is_active=True).values_list("pk", flat=True))
+
+
+def record_session_expired(key: KeyInfo, session_id: str, reason: str) -> EventMessage:
+    """Log a session's end; the event goes to that one connection, not to groups."""
+    event = emit(
+        "session.expired", "", {"sessionId": session_id, "reason": reason}, actor=key.actor, push=False
+    )
+    return to_message(event)
+
+
+# --- Stations ------------------------------------------------------------------
+
+def _connector_rows(station_ids: list[str] | None) -> dict[str, list[dict[str, Any]]]:
+    query = Connector.objects.filter(number__gt=0)
+    if station_ids is not None:
+        query = query.filter(station_id__in=station_ids)
+    by_station: dict[str, list[dict[str, Any]]] = {}
+    for row in query.order_by("station_id", "number").values(
+        "station_id", "number", "status", "current_transaction_id", "error_code", "updated_at"
+    ):
+        by_station.setdefault(row["station_id"], []).append(
+            {
+                "id": row["number"],
+                "status": row["status"],
+                "transactionId": row["current_transaction_id"],
+                "errorCode": None if row["error_code"] == "NoError" else row["error_code"],
+                "updatedAt": iso(row["updated_at"]),
+            }
+        )
+    return by_station
+
+
+def stations(station_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Stations with their connectors and derived status (all, or the ids given)."""
+    query = Station.objects.all()
+    if station_ids is not None:
+        query = query.filter(pk__in=station_ids)
+    connectors = _connector_rows(station_ids)
+    result = []
+    for row in query.order_by("id").values("id", "name", "is_online", "last_activity"):
+        station_connectors = connectors.get(row["id"], [])
+        result.append(
+            {
+                "id": row["id"],
+                "name": row["name"] or row["id"],
+                "status": rules.station_status(row["is_online"], [c["status"] for c in station_connectors]),
+                "isOnline": row["is_online"],
+                "lastActivity": iso(row["last_activity"]),
+                "connectors": station_connectors,
+            }
+        )
+    return result
+
+
+def require_station(station_id: str) -> None:
+    if not Station.objects.filter(pk=station_id).exists():
+        raise NotFound(f"Unknown station {station_id}")
+
+
+def connector_status(station_id: str, connector_id: int) -> dict[str, Any]:
+    connector = (
+        Connector.objects.filter(station_id=station_id, number=connector_id)
+        .select_related("current_transaction")
+        .first()
+    )
+    if connector is None or connector_id == 0:
+        require_station(station_id)
+        raise NotFound(f"Unknown connector {connector_id} on station {station_id}")
+    tx = connector.current_transaction
+    sample = None
+    if tx is not None:
+        sample = MeterSample.objects.filter(transaction=tx).order_by("-timestamp").first()
+    energy = None
+    if tx is not None:
+        register = sample.energy_wh if sample and sample.energy_wh is not None else tx.meter_start
+        energy = max(round(register - tx.meter_start), 0)
+    return {
+        "stationId": station_id,
+        "connectorId": connector_id,
+        "status": connector.status,
+        "transactionId": tx.pk if tx else None,
+        "errorCode": None if connector.error_code == "NoError" else connector.error_code,
+        "power": sample.power_w if sample else None,
+        "current": sample.current_a if sample else None,
+        "voltage": sample.voltage_v if sample else None,
+        "energy": energy,
+        "soc": sample.soc if sample else None,
+        "updatedAt": iso(connector.updated_at),
+    }
+
+
+def meter_values_recent(station_id: str, connector_id: int | None, limit: int) -> list[dict[str, Any]]:
+    require_station(station_id)
+    query = MeterSample.objects.filter(station_id=station_id)
+    if connector_id is not None:
+        query = query.filter(connector_number=connector_id)
+    samples = list(query.order_by("-timestamp")[:limit])
+    samples.reverse()  # oldest first, as a chart wants them
+    return [
+        {
+            "stationId": station_id,
+            "connectorId": sample.connector_number,
+            "transactionId": sample.transaction_id,
+            "timestamp": iso(sample.timestamp),
+            "energy": sample.energy_wh,
+            "power": sample.power_w,
+            "current": sample.current_a,
+            "voltage": sample.voltage_v,
+            "soc": sample.soc,
+            "unit": "Wh",
+        }
+        for sample in samples
+    ]
+
+
+# --- Transactions -----------------------------------------------------------------
+
+def _mine(key: KeyInfo) -> Q:
+    return Q(started_by_key_id=key.id) | Q(id_tag__in=key.id_tags)
+
+
+def owns_transaction(key: KeyInfo, transaction_id: int | None, station_id: str | None, connector_id: int | None) -> bool:
+    """May this key stop that active transaction? (Missing ones are the stop's 404.)"""
+    query = Transaction.objects.filter(stopped_at__isnull=True)
+    if transaction_id is not None:
+        query = query.filter(pk=transaction_id)
+    else:
+        query = query.filter(station_id=station_id, connector__number=connector_id)
+    if not query.exists():
+        return True
+    return query.filter(_mine(key)).exists()
+
+
+def transactions_for_key(key: KeyInfo, limit: int) -> list[dict[str, Any]]:
+    """The key's transactions, newest first, with live energy for active ones."""
+    rows = list(
+        Transaction.objects.filter(_mine(key)).select_related("connector").order_by("-started_at", "-id")[:limit]
+    )
+    live = _live_registers([tx.pk for tx in rows if tx.stopped_at is None])
+    result = []
+    for tx in rows:
+        energy = tx.energy_wh
+        if energy is None:
+            register = live.get(tx.pk)
+            energy = max(round(register - tx.meter_start), 0) if register is not None else 0
+        result.append(
+            {
+                "transactionId": tx.pk,
+                "stationId": tx.station_id,
+                "connectorId": tx.connector.number,
+                "idTag": tx.id_tag,
+                "startTime": iso(tx.started_at),
+                "stopTime": iso(tx.stopped_at),
+                "energy": energy,
+                "totalKWh": round(energy / 1000, 3),
+                "duration": tx.duration_seconds,
+                "cost": float(tx.cost) if tx.cost is not None else None,
+                "currency": tx.currency or None,
+                "reason": tx.stop_reason or None,
+                "active": tx.stopped_at is None,
+            }
+        )
+    return result
+
+
+def _live_registers(transaction_ids: list[int]) -> dict[int, float]:
+    registers: dict[int, float] = {}
+    for tx_id in transaction_ids:
+        value = (
+            MeterSample.objects.filter(transaction_id=tx_id, energy_wh__isnull=False)
+            .order_by("-timestamp")
+            .values_list("energy_wh", flat=True)
+            .first()
+        )
+        if value is not None:
+            registers[tx_id] = value
+    return registers
+
+
+# --- Event replay ---------------------------------------------------------------------
+
+def parse_event_id(event_id: str) -> int:
+    match = _EVENT_ID.match(event_id)
+    if match is None:
+        raise ValueError(f"eventId {event_id!r} is not of the form evt-<ms>-<sequence>")
+    return int(match.group(2))
+
+
+def events_page(
+    *,
+    after_seq: int | None = None,
+    since: dt.datetime | None = None,
+    station_id: str | None = None,
+    limit: int = 100,
+    newest: bool = False,
+) -> tuple[list[EventMessage], bool]:
+    """Public events after a sequence number or from a time, oldest first, and whether more follow.
+
+    ``newest`` gives the last ``limit`` events instead (getEventsRecent).
+    """
+    query = Event.objects.filter(kind__in=PUBLIC_KINDS)
+    if after_seq is not None:
+        query = query.filter(seq__gt=after_seq)
+    if since is not None:
+        query = query.filter(created_at__gte=since)
+    if station_id:
+        query = query.filter(station_id=station_id)
+    if newest:
+        events = list(query.order_by("-seq")[:limit])
+        events.reverse()
+        return [to_message(event) for event in events], False
+    events = list(query.order_by("seq")[: limit + 1])
+    return [to_message(event) for event in events[:limit]], len(events) > limit
+

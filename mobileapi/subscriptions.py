@@ -1,0 +1,84 @@
+"""A connection's subscriptions: which events it wants, and which groups that needs."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from csms.events import ALL_EVENTS_GROUP, EventMessage, station_group
+from mobileapi.messages import PUBLIC_KINDS
+
+# Names a client may subscribe to: both dialects' names for every pushed event.
+KNOWN_EVENTS = PUBLIC_KINDS | {"meter.values.delta", "session.expired"}
+_PATTERN = re.compile(r"^[a-z]+(\.[a-z]+)*(\.\*)?$")
+
+
+def check_patterns(patterns: list[str]) -> str | None:
+    """Why a list of event patterns is unusable, or None."""
+    for pattern in patterns:
+        if pattern in ("all", "*"):
+            continue
+        if not _PATTERN.match(pattern):
+            return f"events: {pattern!r} is not an event name, 'all' or a 'prefix.*' pattern"
+        if not any(_match(pattern, name) for name in KNOWN_EVENTS):
+            return f"events: {pattern!r} matches no event (known: {', '.join(sorted(KNOWN_EVENTS))})"
+    return None
+
+
+def _match(pattern: str, name: str) -> bool:
+    if pattern in ("all", "*"):
+        return True
+    if pattern.endswith(".*"):
+        return name.startswith(pattern[:-1])
+    return pattern == name
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    station_id: str | None
+    patterns: tuple[str, ...]
+
+    def matches(self, names: tuple[str, ...], station_id: str) -> bool:
+        if self.station_id is not None and self.station_id != station_id:
+            return False
+        return any(_match(pattern, name) for pattern in self.patterns for name in names)
+
+
+class Subscriptions:
+    def __init__(self) -> None:
+        self._by_id: dict[str, Subscription] = {}
+        self._counter = 0
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def add(self, station_id: str | None, patterns: list[str]) -> Subscription:
+        self._counter += 1
+        sub_id = f"sub-{int(time.time() * 1000)}-{self._counter:03d}"
+        subscription = Subscription(sub_id, station_id, tuple(patterns))
+        self._by_id[sub_id] = subscription
+        return subscription
+
+    def remove(self, sub_id: str) -> bool:
+        return self._by_id.pop(sub_id, None) is not None
+
+    def clear(self) -> None:
+        self._by_id.clear()
+
+    def describe(self) -> list[dict]:
+        return [{"subscriptionId": s.id, "stationId": s.station_id, "events": list(s.patterns)}
+                for s in self._by_id.values()]
+
+    def groups(self) -> set[str]:
+        """The fewest groups that carry every subscribed event: one group per station at most."""
+        if not self._by_id:
+            return set()
+        if any(s.station_id is None for s in self._by_id.values()):
+            return {ALL_EVENTS_GROUP}
+        return {station_group(s.station_id) for s in self._by_id.values()}
+
+    def wants(self, event: EventMessage, dialect_name: str) -> bool:
+        names = (dialect_name, event["kind"])
+        return any(s.matches(names, event["stationId"]) for s in self._by_id.values())
