@@ -403,6 +403,12 @@ def run(args: argparse.Namespace) -> int:
     for line in digest:
         print("   " + line)
     print("=" * 78)
+    if args.dump_json:
+        Path(args.dump_json).write_text(json.dumps({
+            "args": vars(args), "start_at": start_at, "ramp_s": ramp_s, "timeline": timeline,
+            "heartbeats": [(round(t - start_at, 3), rtt) for t, rtt in heartbeats],
+            "handshake": handshake, "boot": boot,
+        }))
     ok = failed == 0 and hb_timeouts == 0 and not drops
     return 0 if ok else 1
 
@@ -421,6 +427,7 @@ def main() -> None:
     parser.add_argument("--prefix", default="BENCH", help="station id prefix")
     parser.add_argument("--database-url", default=None,
                         help="PostgreSQL URL of a database named *bench* (dropped and created); default: temp SQLite")
+    parser.add_argument("--dump-json", default=None, help="write the raw samples to this JSON file")
     parser.add_argument("--save-stderr", default=None, help="copy the server's stderr to this file")
     parser.add_argument("--redis-url", default=None, help="use the Redis channel layer (e.g. redis://127.0.0.1:6379/12)")
     args = parser.parse_args()

@@ -58,6 +58,12 @@ def create_api_key(name: str, scopes: list[str], id_tags: list[str] = (), raw_ke
     return key, raw_key
 
 
+def set_key_active(key_id: int, active: bool) -> None:
+    """(De)activate a key; live sessions of a deactivated key end within
+    MOBILE_SESSION_CHECK_SECONDS on every server process."""
+    ApiKey.objects.filter(pk=key_id).update(is_active=active)
+
+
 def authenticate(raw_key: str) -> KeyInfo | None:
     key = ApiKey.objects.filter(key_hash=hash_key(raw_key), is_active=True).first()
     if key is None:

@@ -66,19 +66,18 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept(): HTTP 403
             return
         password = basic_auth_password(self.scope, self.station_id)
-        decision = await call_service(services.check_station_connect, self.station_id, password)
+        # Registered and routable before the charger sees the socket open, so
+        # a command sent right after the handshake finds the station online.
+        decision = await call_service(services.open_station_session, self.station_id, password, self.channel_name)
         if not decision.accepted:
             log.warning("[OCPP:connect] station=%s refused: %s", self.station_id, decision.reason)
             await self.close()
             return
-        status = await call_service(services.registration_status, self.station_id)
+        status = decision.registration_status
         self.charge_point = ocpp16.ChargePoint16(self.station_id, self, status)
-        # Routable before the charger sees the socket open, so a command sent
-        # right after the handshake finds the station online.
-        previous = await call_service(services.station_connected, self.station_id, self.channel_name)
         await self.accept(ocpp16.SUBPROTOCOL)
-        if previous and previous != self.channel_name:
-            await self.channel_layer.send(previous, {"type": "station.replaced"})
+        if decision.replaced_channel and decision.replaced_channel != self.channel_name:
+            await self.channel_layer.send(decision.replaced_channel, {"type": "station.replaced"})
         log.info("[OCPP:connect] station=%s registration=%s", self.station_id, status)
 
     async def disconnect(self, code: int) -> None:

@@ -110,27 +110,39 @@ def set_station_password(station_id: str, password: str | None) -> str:
 class ConnectDecision:
     accepted: bool
     reason: str = ""
+    registration_status: str = ""
+    replaced_channel: str = ""  # the older socket's channel, to be closed
 
 
-def check_station_connect(station_id: str, password: str | None) -> ConnectDecision:
-    """May this station open a socket? Registers unknown stations per the policy."""
+def open_station_session(station_id: str, password: str | None, channel_name: str) -> ConnectDecision:
+    """May this station open a socket? If so, register it (per the unknown-station
+    policy) and mark it online on this channel: one ORM hop per handshake."""
+    refusal = _refuse_connect(station_id, password)
+    if refusal:
+        return ConnectDecision(False, refusal)
+    replaced = station_connected(station_id, channel_name)
+    return ConnectDecision(True, registration_status=registration_status(station_id), replaced_channel=replaced)
+
+
+def _refuse_connect(station_id: str, password: str | None) -> str:
+    """Why the station may not connect ("" if it may); registers unknown stations."""
     station = Station.objects.filter(pk=station_id).first()
     if station is None:
         status = rules.boot_status(False, None, settings.OCPP_UNKNOWN_STATIONS)
         if status is None:
-            return ConnectDecision(False, "unknown station")
+            return "unknown station"
         if settings.OCPP_REQUIRE_AUTH:
-            return ConnectDecision(False, "unknown station cannot authenticate")
+            return "unknown station cannot authenticate"
         Station.objects.get_or_create(pk=station_id, defaults={"registration_status": status})
-        return ConnectDecision(True)
+        return ""
     if station.password_hash:
         if password is None:
-            return ConnectDecision(False, "missing credentials")
+            return "missing credentials"
         if not check_station_password(password, station.password_hash):
-            return ConnectDecision(False, "wrong password")
+            return "wrong password"
     elif settings.OCPP_REQUIRE_AUTH:
-        return ConnectDecision(False, "station has no password and authentication is required")
-    return ConnectDecision(True)
+        return "station has no password and authentication is required"
+    return ""
 
 
 # --- Connection lifecycle ---------------------------------------------------------------
