@@ -219,6 +219,18 @@ class Server:
         if getattr(self, "stderr_file", None):
             self.stderr_file.close()
 
+    def query(self, sql: str) -> list[tuple]:
+        """Run one read-only SQL statement against the server's database."""
+        if self.database_url.startswith("sqlite"):
+            import sqlite3
+
+            with sqlite3.connect(f"file:{self.database_url.split(':///', 1)[1]}?mode=ro", uri=True, timeout=20) as conn:
+                return conn.execute(sql).fetchall()
+        import psycopg
+
+        with psycopg.connect(self.database_url.replace("postgres://", "postgresql://", 1)) as conn:
+            return conn.execute(sql).fetchall()
+
     def stderr_text(self) -> str:
         try:
             return self.stderr_path.read_text(errors="replace")

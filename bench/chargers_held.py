@@ -317,6 +317,10 @@ def run(args: argparse.Namespace) -> int:
         for _ in ctx_workers:
             results.append(result_queue.get(timeout=args.timeout + 60))
         listen_after = tcp_listen_counters()
+        try:
+            db_rows = server.query("SELECT COUNT(*), SUM(CASE WHEN is_online THEN 1 ELSE 0 END) FROM stations_station")[0]
+        except Exception as error:  # noqa: BLE001
+            db_rows = (f"query failed: {error}", None)
         server_alive = server.process.poll() is None
     finally:
         (server.tmp / "done").touch()
@@ -397,6 +401,7 @@ def run(args: argparse.Namespace) -> int:
           f"over {stop_at - start_at:.0f}s ; generator loop lag p99={fmt_ms(percentile(lag, 99))} ms max={fmt_ms(max(lag, default=0))} ms")
     print(f"listen queue  ListenOverflows +{listen_after.get('ListenOverflows', 0) - listen_before.get('ListenOverflows', 0)} "
           f"ListenDrops +{listen_after.get('ListenDrops', 0) - listen_before.get('ListenDrops', 0)} (system-wide)")
+    print(f"database      stations registered={db_rows[0]} is_online={db_rows[1]} vs sockets open at end={still_open}")
     print(f"server alive at end: {server_alive}")
     digest = stderr_digest(stderr)
     print(f"server stderr: {len(stderr.splitlines())} lines" + (":" if digest else ""))

@@ -119,7 +119,7 @@ def keys(transactional_db) -> dict[str, str]:
 @pytest.fixture
 async def mobile(server, keys):
     """Connect authenticated mobile clients: ``await mobile("/ws")`` or ``mobile("/mobile-client", "other")``."""
-    from tests.mobile import MobileClient
+    from mobileapi.client import MobileClient
 
     clients = []
 

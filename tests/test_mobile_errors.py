@@ -11,7 +11,7 @@ import pytest
 from mobileapi.registry import ACTIONS, action
 from stations.models import Station
 from stations.simulator import SimulatedCharger
-from tests.mobile import MobileClient
+from mobileapi.client import MobileClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

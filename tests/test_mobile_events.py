@@ -96,7 +96,7 @@ async def test_other_peoples_id_tags_are_hidden(charger_factory, mobile):
 
 
 async def test_reconnect_and_get_events_since_returns_exactly_the_missed(mobile, server, keys):
-    from tests.mobile import MobileClient
+    from mobileapi.client import MobileClient
 
     client = await mobile("/mobile-client")
     await client.result("subscribe", {"events": ["all"]})

@@ -11,7 +11,7 @@ from mobileapi import services
 from mobileapi.models import ApiKey
 from stations.simulator import ChargerState, SimulatedCharger, connect
 from tests.conftest import REDIS_TEST_URL
-from tests.mobile import MobileClient
+from mobileapi.client import MobileClient
 from tests.test_mobile_events import status_burst
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]

@@ -25,7 +25,7 @@ async def fora072(charger_factory):
 
 
 async def test_smoke_scenario_ws(mobile, fora072, server):
-    from tests.mobile import MobileClient
+    from mobileapi.client import MobileClient
 
     # Step 1: connect and auth (the document's exact exchange).
     client = await MobileClient.connect(server, "/ws")

@@ -1,4 +1,8 @@
-"""A mobile-app test client: JSON-RPC requests over a real WebSocket, pushes queued."""
+"""A small mobile API client: JSON-RPC requests over a WebSocket, pushes queued.
+
+Used by ``manage.py mobile_client`` (the smoke scenario, for support staff and
+app developers) and by the test suite.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,14 @@ from typing import Any
 import websockets
 
 _ids = itertools.count(1)
+
+
+class ApiReplyError(AssertionError):
+    """The server answered with an error (or not at all as expected)."""
+
+    def __init__(self, reply: dict) -> None:
+        super().__init__(json.dumps(reply))
+        self.reply = reply
 
 
 class MobileClient:
@@ -24,7 +36,9 @@ class MobileClient:
         client = cls(ws, path.strip("/"))
         if api_key is not None:
             reply = await client.request("auth", {"apiKey": api_key})
-            assert reply["result"]["status"] == "ok", reply
+            if reply.get("result", {}).get("status") != "ok":
+                await ws.close()
+                raise ApiReplyError(reply)
         return client
 
     async def send(self, message: Any) -> None:
@@ -39,7 +53,8 @@ class MobileClient:
             if "event" in message and "id" not in message:
                 self.events.append(message)
                 continue
-            assert message.get("id") == request_id, f"expected reply to {request_id!r}, got {message}"
+            if message.get("id") != request_id:
+                raise ApiReplyError({"unexpected": message, "expected_id": request_id})
             return message
 
     async def request(self, action: str, params: dict | None = None, *, timeout: float = 10) -> dict:
@@ -52,7 +67,8 @@ class MobileClient:
 
     async def result(self, action: str, params: dict | None = None, **kwargs: Any) -> Any:
         reply = await self.request(action, params, **kwargs)
-        assert "result" in reply, reply
+        if "result" not in reply:
+            raise ApiReplyError(reply)
         return reply["result"]
 
     async def event(self, name: str, timeout: float = 10, **match: Any) -> dict:
