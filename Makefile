@@ -34,6 +34,7 @@ demo: setup
 	sleep 2; $(BIN)/python manage.py simulate_charger fora072 --connectors 4 --url ws://127.0.0.1:$(PORT)/ocpp
 
 test: setup-test
+	$(BIN)/ruff check csms stations mobileapi tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -17,8 +17,9 @@ import hashlib
 import logging
 import re
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async

@@ -136,6 +136,6 @@ render_cache = _RenderCache()
 def _iso_from_ms(ms: int) -> str:
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
     )

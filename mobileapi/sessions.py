@@ -8,43 +8,30 @@ a query per connection.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from csms.consumers import Periodic
 from csms.events import call_service
 from mobileapi import services
-
-log = logging.getLogger("mobileapi.sessions")
 
 
 class SessionWatcher:
     def __init__(self) -> None:
         self._consumers: set[Any] = set()
-        self._task: asyncio.Task | None = None
+        self._checker = Periodic("mobile session check", lambda: settings.MOBILE_SESSION_CHECK_SECONDS, self.check)
         self._notified: dict[Any, str] = {}  # consumer -> what it was told, once per session
 
     def add(self, consumer: Any) -> None:
         self._consumers.add(consumer)
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = loop.create_task(self._run())
+        self._checker.ensure_running()
 
     def discard(self, consumer: Any) -> None:
         self._consumers.discard(consumer)
         self._notified.pop(consumer, None)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(settings.MOBILE_SESSION_CHECK_SECONDS)
-            try:
-                await self.check()
-            except Exception:
-                log.exception("mobile session check failed")
 
     async def check(self) -> None:
         consumers = list(self._consumers)

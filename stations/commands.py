@@ -109,7 +109,7 @@ async def send_command(
         # A little longer than the consumer's own deadline, which answers
         # "timeout" itself; this one covers a consumer that died silently.
         reply = await asyncio.wait_for(layer.receive(reply_channel), timeout + 2)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise CommandTimeout(f"{action} timeout: station {station_id} did not answer in {timeout:g} s") from None
     return _outcome(station_id, action, timeout, reply)
 

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from channels.generic.websocket import AsyncWebsocketConsumer
 from ocpp.exceptions import OCPPError
 
+from csms.consumers import DirectDispatchMixin
 from csms.events import call_service
 from stations import ocpp16, services
 from stations.activity import tracker
@@ -44,18 +45,9 @@ def basic_auth_password(scope: dict[str, Any], station_id: str) -> str | None:
     return None
 
 
-class OcppConsumer(AsyncWebsocketConsumer):
+class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     station_id: str = ""
     charge_point: ocpp16.ChargePoint16 | None = None
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels closes stale DB connections on the ORM thread before every
-        # message; our service calls already do that in their own thread hop,
-        # so skip the extra hop that halves throughput.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def connect(self) -> None:
         self.station_id = unquote(self.scope["url_route"]["kwargs"]["station_id"])
@@ -164,7 +156,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             reply.update(outcome="offline")
             await self._reply(message, reply)
             raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reply.update(outcome="timeout")
         except OCPPError as error:  # a CALLERROR, or an answer the schema refuses
             reply.update(outcome="call_error", error=f"{error.code}: {error.description}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Iterable
 
 # Connector statuses that mean "a transaction holds this connector".
 CHARGING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})

@@ -60,7 +60,7 @@ def iso(value: dt.datetime | None) -> str | None:
     """ISO 8601 in UTC with milliseconds and Z, as the mobile documents show."""
     if value is None:
         return None
-    return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_time(value: str | None) -> dt.datetime:
@@ -74,7 +74,7 @@ def parse_time(value: str | None) -> dt.datetime:
     if parsed is None:
         raise InvalidValue(f"timestamp {value!r} is not an ISO 8601 date-time")
     if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, dt.timezone.utc)
+        parsed = timezone.make_aware(parsed, dt.UTC)
     return parsed
 
 

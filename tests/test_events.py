@@ -31,7 +31,7 @@ async def drain(channel: str, count: int) -> list[dict]:
 async def nothing_more(channel: str) -> bool:
     try:
         await asyncio.wait_for(get_channel_layer().receive(channel), 0.3)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False
 

@@ -8,10 +8,10 @@ import logging
 
 import pytest
 
+from mobileapi.client import MobileClient
 from mobileapi.registry import ACTIONS, action
 from stations.models import Station
 from stations.simulator import SimulatedCharger
-from mobileapi.client import MobileClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

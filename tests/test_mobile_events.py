@@ -105,7 +105,7 @@ async def test_reconnect_and_get_events_since_returns_exactly_the_missed(mobile,
     last_seen = seen[-1]["eventId"]
     await client.close()
 
-    before_gap = dt.datetime.now(dt.timezone.utc)
+    before_gap = dt.datetime.now(dt.UTC)
     await asyncio.sleep(0.01)
     await call_service(status_burst, "A", 5)  # missed while disconnected
     await call_service(emit, "station.data_transfer", "A", {"private": True})  # never shown to apps

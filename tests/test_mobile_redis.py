@@ -8,10 +8,10 @@ import pytest
 
 from csms.events import call_service
 from mobileapi import services
+from mobileapi.client import MobileClient
 from mobileapi.models import ApiKey
 from stations.simulator import ChargerState, SimulatedCharger, connect
 from tests.conftest import REDIS_TEST_URL
-from mobileapi.client import MobileClient
 from tests.test_mobile_events import status_burst
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]

@@ -268,8 +268,8 @@ async def test_unknown_station_auto_accepted_by_policy(charger_factory, settings
 
 @pytest.fixture
 async def protected_station(transactional_db):
-    from stations import services
     from csms.events import call_service
+    from stations import services
 
     await Station.objects.acreate(pk="secure1")
     return await call_service(services.set_station_password, "secure1", "correct-horse-battery-staple")

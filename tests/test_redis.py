@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-import websockets
 from ocpp.v16 import call
 
 from stations import commands

@@ -7,8 +7,8 @@ import logging
 from typing import Any
 
 import ocpp.messages
-from ocpp.exceptions import OCPPError
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
+from ocpp.exceptions import OCPPError
 from ocpp.v16 import ChargePoint as BaseChargePoint
 from ocpp.v16 import call
 

@@ -6,8 +6,8 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from stations.ocpp16.dispatch import run
 from stations import services
+from stations.ocpp16.dispatch import run
 
 
 class TransactionHandlers:

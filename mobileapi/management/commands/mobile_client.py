@@ -33,7 +33,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             asyncio.run(self.scenario(options))
-        except (ApiReplyError, OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, ApiReplyError, OSError) as error:
             raise CommandError(f"FAILED: {error}") from None
 
     def step(self, name: str, detail: object) -> None:
