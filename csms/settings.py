@@ -132,7 +132,14 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------
 
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# Persistent connections: service calls run in one ORM thread per process, so
+# this keeps one connection open instead of opening one per call (a TCP
+# connection and login each time on PostgreSQL). Health checks drop dead ones.
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 600), conn_health_checks=True
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Measured: defaults gave "database is locked" on half of concurrent
     # read-then-write transactions; IMMEDIATE + WAL + synchronous=NORMAL gave none.
