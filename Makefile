@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8081
 HOST ?= 0.0.0.0
+# daphne cuts frames over its own limit (1 MiB by default) before the app can
+# answer 413: keep it above the mobile API's limits (1 MiB on /ws).
+DAPHNE_ARGS ?= --websocket-max-message-size 4194304 --websocket-max-frame-size 4194304
 
 .PHONY: run demo test setup setup-test clean
 
@@ -25,11 +28,11 @@ setup: $(VENV)/.runtime
 setup-test: $(VENV)/.dev
 
 run: setup
-	$(BIN)/daphne -b $(HOST) -p $(PORT) csms.asgi:application
+	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application
 
 demo: setup
 	@echo "Serving on :$(PORT) with a simulated charger fora072 (Ctrl-C stops both)"
-	$(BIN)/daphne -b $(HOST) -p $(PORT) csms.asgi:application & DAPHNE=$$!; \
+	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application & DAPHNE=$$!; \
 	trap 'kill $$DAPHNE 2>/dev/null' EXIT INT TERM; \
 	sleep 2; $(BIN)/python manage.py simulate_charger fora072 --connectors 4 --url ws://127.0.0.1:$(PORT)/ocpp
 

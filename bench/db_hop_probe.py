@@ -2,12 +2,14 @@
 
 Not one of the two benchmarks; it explains their ramp ceiling. In one process (no
 server, no socket), on a fresh migrated database, it times ``call_service`` of the
-four services a charger's connect and BootNotification run on the server
-(check_station_connect, registration_status, station_connected, record_boot) for
---stations new station ids, once with the settings as they are (conn_max_age=0 in
-csms/settings.py: every call opens and closes its own DB connection) and once with
-CONN_MAX_AGE=None set in this process only (one persistent connection in the ORM thread).
-Nothing in the repository is changed.
+services a charger's WebSocket connect and BootNotification run on the server, for
+--stations new station ids, in two modes:
+  * DB_CONN_MAX_AGE=0: every call_service opens and closes its own DB connection
+    (what csms/settings.py did before DB_CONN_MAX_AGE existed: conn_max_age=0);
+  * the settings' default (DB_CONN_MAX_AGE unset: a persistent connection in the ORM thread).
+It adapts to the service names present: ``open_station_session`` (one hop per
+handshake) or the older ``check_station_connect`` + ``registration_status`` +
+``station_connected`` (three hops). Nothing in the repository is changed.
 
 Run from the repository root:
     .venv/bin/python bench/db_hop_probe.py
@@ -34,7 +36,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import create_postgres_db, drop_postgres_db, percentile  # noqa: E402
 
-SERVICES = ("check_station_connect", "registration_status", "station_connected", "record_boot")
+def calls_for(services, sid: str) -> list[tuple[str, tuple]]:
+    if hasattr(services, "open_station_session"):
+        connect = [("open_station_session", (services.open_station_session, sid, None, f"chan-{sid}"))]
+    else:
+        connect = [
+            ("check_station_connect", (services.check_station_connect, sid, None)),
+            ("registration_status", (services.registration_status, sid)),
+            ("station_connected", (services.station_connected, sid, f"chan-{sid}")),
+        ]
+    return connect + [("record_boot", (services.record_boot, sid, {"charge_point_vendor": "V"}))]
 
 
 def child(database_url: str, persistent: bool, stations: int) -> None:
@@ -43,21 +54,17 @@ def child(database_url: str, persistent: bool, stations: int) -> None:
     from django.conf import settings
 
     django.setup()
-    if persistent:
-        settings.DATABASES["default"]["CONN_MAX_AGE"] = None
     from csms.events import call_service
     from stations import services
 
+    print(f"# CONN_MAX_AGE={settings.DATABASES['default'].get('CONN_MAX_AGE')}", file=sys.stderr)
+
     async def run() -> dict:
-        times: dict[str, list[float]] = {name: [] for name in SERVICES}
+        times: dict[str, list[float]] = {}
         for i in range(stations):
             sid = f"P{'p' if persistent else 'n'}{i:05d}"
-            for name, call in (
-                ("check_station_connect", (services.check_station_connect, sid, None)),
-                ("registration_status", (services.registration_status, sid)),
-                ("station_connected", (services.station_connected, sid, f"chan-{sid}")),
-                ("record_boot", (services.record_boot, sid, {"charge_point_vendor": "V"})),
-            ):
+            for name, call in calls_for(services, sid):
+                times.setdefault(name, [])
                 t = time.perf_counter()
                 await call_service(*call)
                 times[name].append(time.perf_counter() - t)
@@ -88,16 +95,23 @@ def main() -> None:
             create_postgres_db(url)
         subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
         print(f"db={'postgres' if args.database_url else 'sqlite'} stations={args.stations} (ms per call_service)")
-        print(f"{'mode':<28} " + " ".join(f"{name:>22}" for name in SERVICES) + f" {'sum p50':>8}")
         for persistent in ("0", "1"):
+            child_env = dict(env)
+            if persistent == "0":
+                child_env["DB_CONN_MAX_AGE"] = "0"
+            else:
+                child_env.pop("DB_CONN_MAX_AGE", None)
             out = subprocess.run([sys.executable, __file__, "--child", persistent, "--stations", str(args.stations)],
-                                 cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+                                 cwd=ROOT, env=child_env, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"probe child failed:\n{out.stderr[-3000:]}")
+            out = out.stdout
             times = json.loads(out.strip().splitlines()[-1])
-            label = "CONN_MAX_AGE=None (probe)" if persistent == "1" else "conn_max_age=0 (as shipped)"
-            cells = [f"p50 {percentile(times[n], 50) * 1000:5.2f} p99 {percentile(times[n], 99) * 1000:5.1f}"
-                     for n in SERVICES]
-            total = sum(percentile(times[n], 50) for n in SERVICES) * 1000
-            print(f"{label:<28} " + " ".join(f"{c:>22}" for c in cells) + f" {total:8.2f}")
+            label = "settings default" if persistent == "1" else "DB_CONN_MAX_AGE=0"
+            total = sum(percentile(v, 50) for v in times.values()) * 1000
+            print(f"{label:<18} sum of p50 = {total:6.2f} ms per connect+boot")
+            for name, values in times.items():
+                print(f"    {name:<24} p50 {percentile(values, 50) * 1000:6.2f}  p99 {percentile(values, 99) * 1000:6.2f} ms")
     finally:
         if args.database_url:
             drop_postgres_db(url)

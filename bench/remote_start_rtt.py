@@ -51,7 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import Server, percentile, proc_cpu_seconds, raise_nofile, stderr_digest, summary_ms  # noqa: E402
+from _support import Server, proc_cpu_seconds, raise_nofile, stderr_digest, summary_ms  # noqa: E402
 
 WAIT_LIMIT = 15.0  # s: any single wait for a state change
 

@@ -34,6 +34,9 @@ log = logging.getLogger("mobileapi")
 
 CLOSE_IDLE = 4002
 CLOSE_REVOKED = 4003
+# A connection always receives these for what its own key started or stopped,
+# subscribed or not: the /ws reply is only "pending", the outcome is an event.
+OWN_KINDS = frozenset({"remote.start.result", "remote.stop.result", "transaction.started", "transaction.stopped"})
 _REQUEST_ID = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.){0,128}"|-?\d{1,20})')
 
 
@@ -46,10 +49,12 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.key: services.KeyInfo | None = None
+        self.expired_key_id: int | None = None  # subscriptions kept for a re-auth with it
         self.session_id = ""
         self.authenticated_at = 0.0
         self.last_message_at = time.monotonic()
         self.subscriptions = Subscriptions()
+        self.followed: set[str] = set()  # stations where this connection started or stopped charging
         self.joined: set[str] = set()
         self.recent_seqs: collections.deque[int] = collections.deque(maxlen=1024)
         self.tasks: set[asyncio.Task] = set()
@@ -67,12 +72,16 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
                  self.dialect.name, self.key.id if self.key else "-", self.session_id or "-", code)
 
     async def login(self, key: services.KeyInfo) -> str:
-        if self.key is not None and self.key.id != key.id:
-            self.subscriptions.clear()  # another key's subscriptions do not carry over
-            await self._join(set())
-        self.key = key
+        previous = self.key.id if self.key is not None else self.expired_key_id
+        if previous != key.id:
+            # Another key's subscriptions do not carry over; the same key's do,
+            # so re-auth after session.expired resumes the pushes.
+            self.subscriptions.clear()
+            self.followed.clear()
+        self.key, self.expired_key_id = key, None
         self.session_id = f"sess-{int(time.time() * 1000)}"
         self.authenticated_at = time.monotonic()
+        await self._regroup()
         return self.session_id
 
     # --- Requests -------------------------------------------------------------------
@@ -172,14 +181,23 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
 
     async def subscribe(self, station_id: str | None, patterns: list[str]) -> Subscription:
         subscription = self.subscriptions.add(station_id, patterns)
-        await self._join(self.subscriptions.groups())
+        await self._regroup()
         return subscription
 
     async def unsubscribe(self, subscription_id: str) -> bool:
         removed = self.subscriptions.remove(subscription_id)
         if removed:
-            await self._join(self.subscriptions.groups())
+            await self._regroup()
         return removed
+
+    async def follow(self, station_id: str) -> None:
+        """Receive this key's own charging events at the station (OWN_KINDS), subscribed or not."""
+        if station_id not in self.followed:
+            self.followed.add(station_id)
+            await self._regroup()
+
+    async def _regroup(self) -> None:
+        await self._join(self.subscriptions.groups(self.followed) if self.key is not None else set())
 
     async def _join(self, wanted: set[str]) -> None:
         """Be in exactly the wanted groups (joining before leaving: no gap)."""
@@ -195,11 +213,10 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         return bool(id_tag) and event.get("actor") != self.key.actor and id_tag not in self.key.id_tags
 
     async def events_push(self, event: EventMessage) -> None:
-        if self.key is None or event["seq"] in self.recent_seqs:
+        if self.key is None or event["seq"] in self.recent_seqs or event["kind"] not in messages.PUBLIC_KINDS:
             return  # once per connection, even while moving between groups
-        if not self.subscriptions.wants(event, self.dialect.event_name(event["kind"])):
-            return
-        if event["kind"] not in messages.PUBLIC_KINDS:
+        own = event["kind"] in OWN_KINDS and event["actor"] == self.key.actor
+        if not own and not self.subscriptions.wants(event, self.dialect.event_name(event["kind"])):
             return
         self.recent_seqs.append(event["seq"])
         await self.send(messages.render_cache.push_text(self.dialect, event, self.hides_id_tag(event)))
@@ -216,8 +233,8 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         log.info("[WS-API:SESSION.EXPIRED] endpoint=%s key=%s session=%s reason=%s",
                  self.dialect.name, key.id, self.session_id, reason)
         self.key, self.session_id = None, ""
-        self.subscriptions.clear()
-        await self._join(set())
+        self.expired_key_id = key.id
+        await self._regroup()  # no pushes until auth again
         if reason == "revoked":
             await self.close(code=CLOSE_REVOKED)
 

@@ -171,7 +171,7 @@ def meter_values_recent(station_id: str, connector_id: int | None, limit: int) -
     query = MeterSample.objects.filter(station_id=station_id)
     if connector_id is not None:
         query = query.filter(connector_number=connector_id)
-    samples = list(query.order_by("-timestamp")[:limit])
+    samples = list(query.select_related("transaction").order_by("-timestamp")[:limit])
     samples.reverse()  # oldest first, as a chart wants them
     return [
         {
@@ -179,15 +179,23 @@ def meter_values_recent(station_id: str, connector_id: int | None, limit: int) -
             "connectorId": sample.connector_number,
             "transactionId": sample.transaction_id,
             "timestamp": iso(sample.timestamp),
-            "energy": sample.energy_wh,
+            "energy": _session_energy(sample),
             "power": sample.power_w,
             "current": sample.current_a,
             "voltage": sample.voltage_v,
             "soc": sample.soc,
             "unit": "Wh",
+            "register": sample.energy_wh,
         }
         for sample in samples
     ]
+
+
+def _session_energy(sample: MeterSample) -> float | None:
+    """Energy delivered in the sample's transaction so far (the register outside one)."""
+    if sample.energy_wh is None or sample.transaction is None:
+        return sample.energy_wh
+    return sample.energy_wh - sample.transaction.meter_start
 
 
 # --- Transactions -----------------------------------------------------------------

@@ -71,13 +71,12 @@ class Subscriptions:
         return [{"subscriptionId": s.id, "stationId": s.station_id, "events": list(s.patterns)}
                 for s in self._by_id.values()]
 
-    def groups(self) -> set[str]:
-        """The fewest groups that carry every subscribed event: one group per station at most."""
-        if not self._by_id:
-            return set()
+    def groups(self, followed: set[str] = frozenset()) -> set[str]:
+        """The fewest groups that carry every subscribed event, and those of the
+        ``followed`` stations (where the connection started or stopped charging)."""
         if any(s.station_id is None for s in self._by_id.values()):
             return {ALL_EVENTS_GROUP}
-        return {station_group(s.station_id) for s in self._by_id.values()}
+        return {station_group(station_id) for station_id in {s.station_id for s in self._by_id.values()} | followed}
 
     def wants(self, event: EventMessage, dialect_name: str) -> bool:
         names = (dialect_name, event["kind"])

@@ -464,7 +464,10 @@ def _announce_meter(station_id: str, connector_id: int, tx: Transaction | None, 
         .first()
     )
     baseline = previous if previous is not None else (tx.meter_start if tx else None)
-    energy = newest.energy_wh
+    register = newest.energy_wh
+    # "energy" is what this session has delivered (the documents' 7500 Wh mid-way,
+    # 15500 Wh at the end), not the meter's lifetime register.
+    energy = register - tx.meter_start if register is not None and tx else register
     emit(
         "meter.update",
         station_id,
@@ -478,9 +481,10 @@ def _announce_meter(station_id: str, connector_id: int, tx: Transaction | None, 
             "current": newest.current_a,
             "voltage": newest.voltage_v,
             "soc": newest.soc,
-            "delta": (energy - baseline) if energy is not None and baseline is not None else None,
-            "total": (energy - tx.meter_start) if energy is not None and tx else energy,
+            "delta": (register - baseline) if register is not None and baseline is not None else None,
+            "total": energy,
             "unit": "Wh",
+            "register": register,
         },
     )
 

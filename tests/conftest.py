@@ -28,6 +28,8 @@ from stations.simulator import ChargerState, SimulatedCharger, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# As in the Makefile: daphne's own message limit above the mobile API's.
+DAPHNE_ARGS = ["--websocket-max-message-size", "4194304", "--websocket-max-frame-size", "4194304"]
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
@@ -220,7 +222,7 @@ def daphne_process(transactional_db):
             **(env or {}),
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "csms.asgi:application"],
+            [sys.executable, "-m", "daphne", *DAPHNE_ARGS, "-b", "127.0.0.1", "-p", str(port), "csms.asgi:application"],
             cwd=ROOT,
             env=full_env,
             stdout=subprocess.DEVNULL,

@@ -46,3 +46,18 @@ async def test_mobile_client_reports_a_bad_key(daphne_process):
     url, _ = daphne_process()
     done = await asyncio.to_thread(run_cli, url, "--api-key", "wrong", "--no-charge")
     assert done.returncode == 1 and "Invalid apiKey" in done.stderr
+
+
+async def test_daphne_answers_413_rather_than_dropping_a_large_ws_message(daphne_process, keys):
+    """daphne's own limit (1 MiB by default) used to cut the connection before the app's 413."""
+    from mobileapi.client import MobileClient
+
+    url, _ = daphne_process()
+    client = await MobileClient.connect(url, "/ws", keys["full"])
+    try:
+        await client.send({"id": "big", "action": "ping", "params": {"pad": "x" * (1024 * 1024 + 10)}})
+        reply = await client.receive()
+        assert reply["error"]["code"] == 413
+        assert (await client.result("ping"))["pong"] is True
+    finally:
+        await client.close()

@@ -167,3 +167,43 @@ async def test_burst_reaches_every_subscriber_or_is_recoverable(mobile, settings
             if not page["hasMore"]:
                 break
         assert numbers == list(range(300))
+
+
+async def test_own_charging_events_arrive_without_a_subscription(charger_factory, mobile):
+    """The /ws reply is only "pending": the outcome must reach the app even if it never subscribed."""
+    await charger_factory(connectors=2)
+    client = await mobile("/ws")
+    pending = await client.result("startCharging", {"stationId": "fora072", "connectorId": 1, "idTag": "U"})
+    assert (await client.event("remote.start.result"))["data"]["correlationId"] == pending["correlationId"]
+    started = await client.event("transaction.started")
+    assert started["data"]["correlationId"] == pending["correlationId"]
+    await client.result("stopCharging", {"transactionId": started["data"]["transactionId"]})
+    assert (await client.event("transaction.stopped"))["data"]["transactionId"] == started["data"]["transactionId"]
+    assert (await client.event("remote.stop.result"))["data"]["status"] == "Accepted"
+    # ...but nothing it did not ask for: no meter or connector events, no other key's transactions.
+    assert not [e for e in client.events if e["event"] in ("meter.update", "connector.status.changed")]
+    stranger = await mobile("/ws", "other")
+    await stranger.result("startCharging", {"stationId": "fora072", "connectorId": 2, "idTag": "S"})
+    await stranger.event("transaction.started")
+    await asyncio.sleep(0.3)
+    assert not [e for e in client.events if e["event"] == "transaction.started"]
+
+
+async def test_reauth_after_expiry_resumes_the_same_subscriptions(mobile, keys, settings):
+    settings.MOBILE_SESSION_TTL = 1
+    client = await mobile("/mobile-client")
+    subscription = await client.result("subscribe", {"events": ["connector.*"]})
+    await client.event("session.expired", timeout=5)
+    settings.MOBILE_SESSION_TTL = 3600
+    await client.result("auth", {"apiKey": keys["full"]})
+    await call_service(status_burst, "A", 1)
+    assert (await client.event("connector.status.changed"))["n"] == 0
+    assert (await client.result("unsubscribe", {"subscriptionId": subscription["subscriptionId"]}))["status"] == "ok"
+
+
+async def test_auth_with_another_key_drops_the_subscriptions(mobile, keys):
+    client = await mobile("/ws")
+    subscription = await client.result("subscribe", {"events": ["all"]})
+    await client.result("auth", {"apiKey": keys["other"]})
+    reply = await client.request("unsubscribe", {"subscriptionId": subscription["subscriptionId"]})
+    assert reply["error"]["code"] == 404

@@ -132,7 +132,9 @@ async def test_full_transaction_with_meter_values_and_cost(charger_factory):
         "reason": "Remote",
     }
     meter = await Event.objects.aget(kind="meter.update")
-    assert (meter.data["energy"], meter.data["delta"], meter.data["total"]) == (8500.0, 7500.0, 7500.0)
+    # Session energy (register 8500 - meterStart 1000), as the documents show it.
+    assert (meter.data["energy"], meter.data["delta"], meter.data["total"], meter.data["register"]) == (
+        7500.0, 7500.0, 7500.0, 8500.0)
     connector = await Connector.objects.aget(station_id="fora072", number=2)
     assert connector.current_transaction_id is None
 
