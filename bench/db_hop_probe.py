@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import create_postgres_db, drop_postgres_db, percentile  # noqa: E402
 
+
 def calls_for(services, sid: str) -> list[tuple[str, tuple]]:
     if hasattr(services, "open_station_session"):
         connect = [("open_station_session", (services.open_station_session, sid, None, f"chan-{sid}"))]

@@ -61,7 +61,7 @@ async def receive_meter_events(url: str, endpoint: str, count: int, ready, go, r
                     marker = data.get("energy") if "energy" in data else data.get("total")
                     arrivals.append((marker, now))
                     got += 1
-        except (asyncio.TimeoutError, websockets.ConnectionClosed):
+        except (TimeoutError, websockets.ConnectionClosed):
             pass
 
     go.wait()

@@ -186,7 +186,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "csms.layers.InMemoryChannelLayer",
             "CONFIG": {"capacity": CHANNEL_CAPACITY},
         }
     }
@@ -235,6 +235,9 @@ OCPP_ACCEPT_UNKNOWN_IDTAGS = env_bool("OCPP_ACCEPT_UNKNOWN_IDTAGS", not PRODUCTI
 OCPP_COMMAND_TIMEOUT = env_int("OCPP_COMMAND_TIMEOUT", 30)
 # Heartbeats and last-activity are kept in memory and written this often.
 OCPP_ACTIVITY_FLUSH_SECONDS = env_int("OCPP_ACTIVITY_FLUSH_SECONDS", 5)
+# How often each process marks offline the stations the database says it holds
+# but whose socket it does not have (a handshake the server killed midway).
+OCPP_PRESENCE_SWEEP_SECONDS = env_int("OCPP_PRESENCE_SWEEP_SECONDS", 30)
 # How long a RemoteStartTransaction waits for the charger's StartTransaction.
 OCPP_REMOTE_START_WINDOW = env_int("OCPP_REMOTE_START_WINDOW", 300)
 # Vendors whose DataTransfer messages are acknowledged as Accepted.

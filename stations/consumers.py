@@ -22,6 +22,7 @@ from csms.consumers import DirectDispatchMixin
 from csms.events import call_service
 from stations import ocpp16, services
 from stations.activity import tracker
+from stations.presence import presence
 
 log = logging.getLogger("stations.ocpp")
 
@@ -60,8 +61,16 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         password = basic_auth_password(self.scope, self.station_id)
         # Registered and routable before the charger sees the socket open, so
         # a command sent right after the handshake finds the station online.
-        decision = await call_service(services.open_station_session, self.station_id, password, self.channel_name)
+        presence.add(self.channel_name, self.station_id)
+        try:
+            decision = await call_service(
+                services.open_station_session, self.station_id, password, self.channel_name
+            )
+        except asyncio.CancelledError:  # the server gave up on this handshake
+            presence.abandon(self.channel_name, self.station_id)
+            raise
         if not decision.accepted:
+            presence.discard(self.channel_name)
             log.warning("[OCPP:connect] station=%s refused: %s", self.station_id, decision.reason)
             await self.close()
             return
@@ -75,6 +84,7 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.charge_point is None:
             return
+        presence.discard(self.channel_name)
         for task in list(self.command_tasks):
             task.cancel()  # each answers its requester "station disconnected"
         if self.command_tasks:

@@ -176,6 +176,13 @@ def station_disconnected(station_id: str, channel_name: str, last_activity: dt.d
     return bool(updated)
 
 
+def stations_on_channels(prefix: str) -> list[tuple[str, str]]:
+    """(station id, channel) of the stations marked online on channels with this prefix."""
+    return list(
+        Station.objects.filter(is_online=True, channel_name__startswith=prefix).values_list("id", "channel_name")
+    )
+
+
 def flush_activity(last_seen: dict[str, dt.datetime]) -> None:
     """Write in-memory last-activity times (heartbeats are not written one by one)."""
     with transaction.atomic():

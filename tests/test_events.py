@@ -96,3 +96,23 @@ def test_station_group_names_are_valid_for_any_id():
     assert station_group("fora072") == "events.station.fora072"
     odd = station_group("Ünïcode/станция #1")
     assert re.fullmatch(r"[a-z0-9.]+", odd) and len(odd) < 100
+
+
+async def test_embedded_layer_still_expires_messages_and_memberships(settings):
+    """csms.layers sweeps for expired messages at most once a second, but still sweeps."""
+    from csms.layers import InMemoryChannelLayer
+
+    layer = InMemoryChannelLayer(expiry=0.2, capacity=10)
+    stale, live = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("g", stale)
+    await layer.group_add("g", live)
+    await layer.group_send("g", {"type": "x", "n": 1})
+    assert (await layer.receive(live))["n"] == 1
+    await asyncio.sleep(1.1)  # the message to `stale` expires unread
+    await layer.group_send("g", {"type": "x", "n": 2})  # runs the sweep
+    assert stale not in layer.groups["g"] and live in layer.groups["g"]
+    assert (await layer.receive(live))["n"] == 2
+    for n in range(10):
+        await layer.group_send("g", {"type": "x", "n": n})
+    await layer.group_send("g", {"type": "x", "n": 99})  # full: dropped, as Channels does
+    assert [(await layer.receive(live))["n"] for _ in range(10)] == list(range(10))

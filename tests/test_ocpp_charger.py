@@ -304,3 +304,21 @@ async def test_required_auth_refuses_station_without_password(server, settings):
     await Station.objects.acreate(pk="open1")
     with pytest.raises(websockets.InvalidStatus):
         await connect(f"{server}/ocpp", "open1")
+
+
+async def test_presence_sweep_marks_socketless_stations_offline(charger_factory, settings):
+    """A handshake killed midway leaves a station online with no socket; the sweep repairs it."""
+    settings.OCPP_PRESENCE_SWEEP_SECONDS = 0.3
+    charger = await charger_factory("alive01", connectors=1)
+    own_prefix = (await station("alive01")).channel_name.rsplit("!", 1)[0] + "!"
+    await Station.objects.acreate(pk="ghost01", is_online=True, channel_name=own_prefix + "gone")
+    await Station.objects.acreate(pk="elsewhere", is_online=True, channel_name="specific.otherproc!x")
+
+    async def ghost_offline():
+        return not (await station("ghost01")).is_online
+
+    await eventually(ghost_offline)
+    assert (await station("alive01")).is_online  # its socket is here
+    assert (await station("elsewhere")).is_online  # another process's: not ours to judge
+    assert await Event.objects.filter(kind="station.disconnected", station_id="ghost01").aexists()
+    await charger.cp.call(call.Heartbeat())

@@ -1,0 +1,47 @@
+"""The embedded channel layer: Channels' in-memory layer, made to scale with connections.
+
+Channels' ``InMemoryChannelLayer`` scans every channel and group for expired
+messages on each ``receive`` and ``group_send`` (O(connections) per message:
+measured ~0.1 ms per call at 1,000 chargers, ~1 ms at 4,000, ~5 ms at 8,000),
+and its ``group_send`` makes a task and a deep copy per member. Here the scan
+runs at most once a second, and a group send puts a shallow copy of the
+message on each member's queue directly.
+
+Consumers of this project treat received messages as read-only, which is what
+makes the shallow copy safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
+
+
+class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
+    clean_interval = 1.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._next_clean = 0.0
+
+    def _clean_expired(self) -> None:
+        now = time.monotonic()
+        if now < self._next_clean:
+            return
+        self._next_clean = now + self.clean_interval
+        super()._clean_expired()
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        assert isinstance(message, dict), "Message is not a dict"
+        self.require_valid_group_name(group)
+        self._clean_expired()
+        expires = time.time() + self.expiry
+        for channel in list(self.groups.get(group, ())):
+            queue = self.channels.setdefault(channel, asyncio.Queue(maxsize=self.get_capacity(channel)))
+            try:
+                queue.put_nowait((expires, dict(message)))
+            except asyncio.QueueFull:
+                pass  # as Channels does: a full channel drops group messages (the event log has them)
