@@ -160,6 +160,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL")
 # Room for push bursts: a full channel makes group_send drop silently.
 CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 1000)
+# Each process's push hub reads every event once: give its channel room for bursts.
+HUB_CAPACITY = env_int("HUB_CAPACITY", 100_000)
 
 
 def redis_channel_layer(url: str, prefix: str = "csms") -> dict:
@@ -176,6 +178,7 @@ def redis_channel_layer(url: str, prefix: str = "csms") -> dict:
                 }
             ],
             "capacity": CHANNEL_CAPACITY,
+            "channel_capacity": {"*!hub*": HUB_CAPACITY},
             "prefix": prefix,
         },
     }
@@ -187,7 +190,7 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "csms.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": CHANNEL_CAPACITY},
+            "CONFIG": {"capacity": CHANNEL_CAPACITY, "channel_capacity": {"*!hub*": HUB_CAPACITY}},
         }
     }
 
@@ -283,6 +286,12 @@ MOBILE_CLIENT_MAX_MESSAGE_BYTES = env_int("MOBILE_CLIENT_MAX_MESSAGE_BYTES", 32 
 MOBILE_SESSION_TTL = env_int("MOBILE_SESSION_TTL", 24 * 3600)
 # A connection that sends nothing for this long is closed.
 MOBILE_IDLE_TIMEOUT = env_int("MOBILE_IDLE_TIMEOUT", 60)
+# How often each process's push hub renews its membership of events.all (a
+# group membership expires after a day).
+MOBILE_HUB_RENEW_SECONDS = env_int("MOBILE_HUB_RENEW_SECONDS", 3600)
+# getStations is served from a per-process snapshot, renewed on every station
+# or connector event and at least this often (seconds; lastActivity moves silently).
+MOBILE_SNAPSHOT_MAX_AGE = env_int("MOBILE_SNAPSHOT_MAX_AGE", 5)
 # How often each process checks its sessions (expiry, idle, deactivated keys).
 MOBILE_SESSION_CHECK_SECONDS = env_int("MOBILE_SESSION_CHECK_SECONDS", 2)
 # The test key of the customer's documents, created by `make run` in development.

@@ -8,7 +8,6 @@ are filtered by the connection's subscriptions.
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import re
@@ -24,6 +23,7 @@ from csms.events import EventMessage, call_service
 from mobileapi import messages, services
 from mobileapi.dialects import Dialect
 from mobileapi.errors import ApiError, BadRequest, Forbidden, RateLimited, TooLarge, Unauthorized
+from mobileapi.hub import hub
 from mobileapi.ratelimit import TokenBucket
 from mobileapi.registry import ACTIONS, ActionSpec
 from mobileapi.sessions import watcher
@@ -54,20 +54,18 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         self.authenticated_at = 0.0
         self.last_message_at = time.monotonic()
         self.subscriptions = Subscriptions()
-        self.followed: set[str] = set()  # stations where this connection started or stopped charging
-        self.joined: set[str] = set()
-        self.recent_seqs: collections.deque[int] = collections.deque(maxlen=1024)
         self.tasks: set[asyncio.Task] = set()
         self.bucket = TokenBucket(*self.dialect.rate_limit())
         await self.accept()
         watcher.add(self)
+        hub.add(self)
         log.info("[WS-API:CONNECT] endpoint=%s", self.dialect.name)
 
     async def disconnect(self, code: int) -> None:
         watcher.discard(self)
+        hub.discard(self)
         for task in self.tasks:
             task.cancel()
-        await self._join(set())
         log.info("[WS-API:DISCONNECT] endpoint=%s key=%s session=%s code=%s",
                  self.dialect.name, self.key.id if self.key else "-", self.session_id or "-", code)
 
@@ -77,11 +75,9 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             # Another key's subscriptions do not carry over; the same key's do,
             # so re-auth after session.expired resumes the pushes.
             self.subscriptions.clear()
-            self.followed.clear()
         self.key, self.expired_key_id = key, None
         self.session_id = f"sess-{int(time.time() * 1000)}"
         self.authenticated_at = time.monotonic()
-        await self._regroup()
         return self.session_id
 
     # --- Requests -------------------------------------------------------------------
@@ -179,47 +175,24 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
 
     # --- Subscriptions and pushes -------------------------------------------------------
 
-    async def subscribe(self, station_id: str | None, patterns: list[str]) -> Subscription:
-        subscription = self.subscriptions.add(station_id, patterns)
-        await self._regroup()
-        return subscription
+    def subscribe(self, station_id: str | None, patterns: list[str]) -> Subscription:
+        return self.subscriptions.add(station_id, patterns)
 
-    async def unsubscribe(self, subscription_id: str) -> bool:
-        removed = self.subscriptions.remove(subscription_id)
-        if removed:
-            await self._regroup()
-        return removed
-
-    async def follow(self, station_id: str) -> None:
-        """Receive this key's own charging events at the station (OWN_KINDS), subscribed or not."""
-        if station_id not in self.followed:
-            self.followed.add(station_id)
-            await self._regroup()
-
-    async def _regroup(self) -> None:
-        await self._join(self.subscriptions.groups(self.followed) if self.key is not None else set())
-
-    async def _join(self, wanted: set[str]) -> None:
-        """Be in exactly the wanted groups (joining before leaving: no gap)."""
-        for group in wanted - self.joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-        for group in self.joined - wanted:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        self.joined = set(wanted)
+    def unsubscribe(self, subscription_id: str) -> bool:
+        return self.subscriptions.remove(subscription_id)
 
     def hides_id_tag(self, event: EventMessage) -> bool:
         """Other people's idTags are not shown (the key did not start it, the tag is not bound to it)."""
         id_tag = event["data"].get("idTag")
         return bool(id_tag) and event.get("actor") != self.key.actor and id_tag not in self.key.id_tags
 
-    async def events_push(self, event: EventMessage) -> None:
-        if self.key is None or event["seq"] in self.recent_seqs or event["kind"] not in messages.PUBLIC_KINDS:
-            return  # once per connection, even while moving between groups
-        own = event["kind"] in OWN_KINDS and event["actor"] == self.key.actor
-        if not own and not self.subscriptions.wants(event, self.dialect.event_name(event["kind"])):
+    async def push(self, event: EventMessage) -> None:
+        """Called by the process's push hub for every event, in order."""
+        if self.key is None or event["kind"] not in messages.PUBLIC_KINDS:
             return
-        self.recent_seqs.append(event["seq"])
-        await self.send(messages.render_cache.push_text(self.dialect, event, self.hides_id_tag(event)))
+        own = event["kind"] in OWN_KINDS and event["actor"] == self.key.actor
+        if own or self.subscriptions.wants(event, self.dialect.event_name(event["kind"])):
+            await self.send(messages.render_cache.push_text(self.dialect, event, self.hides_id_tag(event)))
 
     # --- Session checks (from the process's watcher) -----------------------------------------
 
@@ -233,8 +206,7 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         log.info("[WS-API:SESSION.EXPIRED] endpoint=%s key=%s session=%s reason=%s",
                  self.dialect.name, key.id, self.session_id, reason)
         self.key, self.session_id = None, ""
-        self.expired_key_id = key.id
-        await self._regroup()  # no pushes until auth again
+        self.expired_key_id = key.id  # no pushes until auth again; then the subscriptions resume
         if reason == "revoked":
             await self.close(code=CLOSE_REVOKED)
 

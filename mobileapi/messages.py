@@ -37,7 +37,16 @@ def dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
+class RawJson:
+    """A result already serialised (a shared, cached reply such as getStations)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 def result_message(request_id: Any, result: Any) -> str:
+    if isinstance(result, RawJson):
+        return f'{{"id":{dumps(request_id)},"result":{result.text}}}'
     return dumps({"id": request_id, "result": result})
 
 

@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from csms.events import ALL_EVENTS_GROUP, EventMessage, station_group
+from csms.events import EventMessage
 from mobileapi.messages import PUBLIC_KINDS
 
 # Names a client may subscribe to: both dialects' names for every pushed event.
@@ -39,11 +39,12 @@ class Subscription:
     id: str
     station_id: str | None
     patterns: tuple[str, ...]
+    names: frozenset[str]  # every event name the patterns match, worked out once
 
     def matches(self, names: tuple[str, ...], station_id: str) -> bool:
         if self.station_id is not None and self.station_id != station_id:
             return False
-        return any(_match(pattern, name) for pattern in self.patterns for name in names)
+        return not self.names.isdisjoint(names)
 
 
 class Subscriptions:
@@ -57,7 +58,8 @@ class Subscriptions:
     def add(self, station_id: str | None, patterns: list[str]) -> Subscription:
         self._counter += 1
         sub_id = f"sub-{int(time.time() * 1000)}-{self._counter:03d}"
-        subscription = Subscription(sub_id, station_id, tuple(patterns))
+        names = frozenset(name for name in KNOWN_EVENTS if any(_match(p, name) for p in patterns))
+        subscription = Subscription(sub_id, station_id, tuple(patterns), names)
         self._by_id[sub_id] = subscription
         return subscription
 
@@ -70,13 +72,6 @@ class Subscriptions:
     def describe(self) -> list[dict]:
         return [{"subscriptionId": s.id, "stationId": s.station_id, "events": list(s.patterns)}
                 for s in self._by_id.values()]
-
-    def groups(self, followed: set[str] = frozenset()) -> set[str]:
-        """The fewest groups that carry every subscribed event, and those of the
-        ``followed`` stations (where the connection started or stopped charging)."""
-        if any(s.station_id is None for s in self._by_id.values()):
-            return {ALL_EVENTS_GROUP}
-        return {station_group(station_id) for station_id in {s.station_id for s in self._by_id.values()} | followed}
 
     def wants(self, event: EventMessage, dialect_name: str) -> bool:
         names = (dialect_name, event["kind"])

@@ -87,6 +87,9 @@ def fast_settings(settings):
 @pytest.fixture
 async def server(transactional_db, fast_settings) -> AsyncIterator[str]:
     """The ASGI app on a real socket; yields ``ws://127.0.0.1:<port>``."""
+    from mobileapi.snapshots import snapshot
+
+    snapshot.invalidate()  # the database was flushed since the last test
     layer = get_channel_layer()
     if hasattr(layer, "flush"):
         await layer.flush()

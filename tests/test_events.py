@@ -116,3 +116,11 @@ async def test_embedded_layer_still_expires_messages_and_memberships(settings):
         await layer.group_send("g", {"type": "x", "n": n})
     await layer.group_send("g", {"type": "x", "n": 99})  # full: dropped, as Channels does
     assert [(await layer.receive(live))["n"] for _ in range(10)] == list(range(10))
+
+
+async def test_embedded_layer_honours_channel_capacity_patterns():
+    from csms.layers import InMemoryChannelLayer
+
+    layer = InMemoryChannelLayer(capacity=2, channel_capacity={"*!hub*": 5})
+    hub_channel, plain = (await layer.new_channel()).replace("!", "!hub", 1), await layer.new_channel()
+    assert layer.get_capacity(hub_channel) == 5 and layer.get_capacity(plain) == 2

@@ -59,6 +59,10 @@ async def test_start_on_b_reaches_charger_on_a_and_pushes_fan_out(two_processes,
             first = await client.event(meter_name)
             second = await client.event(meter_name)
             assert sequence(first) < sequence(second)  # in order
+        # B's cached getStations follows what A's charger reports.
+        stations = await watchers[1].result("getStations")
+        assert stations[0]["status"] == "Charging"
+        assert stations[0]["connectors"][0]["transactionId"] == int(tx_id)
         stop = await app.result("stopCharging", {"transactionId": str(tx_id)})
         assert stop["status"] == "Accepted"
         for client in watchers:

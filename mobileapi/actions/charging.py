@@ -60,7 +60,6 @@ async def start_charging(conn, params):
     await commands.prepare_remote_start(
         station_id, connector_id, id_tag, correlation_id=correlation_id, api_key_id=conn.key.id
     )
-    await conn.follow(station_id)
     execute = commands.execute_remote_start(
         station_id, connector_id, id_tag, correlation_id=correlation_id, actor=conn.key.actor
     )
@@ -89,7 +88,6 @@ async def stop_charging(conn, params):
         transaction_id=transaction_id, station_id=station_id if transaction_id is None else None,
         connector_id=connector_id, correlation_id=correlation_id,
     )
-    await conn.follow(tx.station_id)
     execute = commands.execute_remote_stop(tx, correlation_id=correlation_id, actor=conn.key.actor)
     reply = {"correlationId": correlation_id, "transactionId": conn.dialect.transaction_id(tx.pk)}
     if conn.dialect.start_replies_pending:

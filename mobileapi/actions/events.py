@@ -6,10 +6,10 @@ from django.utils.dateparse import parse_datetime
 
 from csms.events import call_service
 from mobileapi import messages, services
-from mobileapi.actions.stations import render_station
 from mobileapi.errors import BadRequest, NotFound
 from mobileapi.models import Scope
 from mobileapi.registry import STATION_ID, action, limit
+from mobileapi.snapshots import render_station
 from mobileapi.subscriptions import check_patterns
 
 EVENTS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "minItems": 1, "maxItems": 50}
@@ -28,7 +28,7 @@ async def subscribe(conn, params):
     station_id = params.get("stationId")
     if station_id is not None:
         await call_service(services.require_station, station_id)
-    subscription = await conn.subscribe(station_id, patterns)
+    subscription = conn.subscribe(station_id, patterns)
     snapshot = await call_service(services.stations, [station_id] if station_id else None)
     return {
         "subscriptionId": subscription.id,
@@ -41,7 +41,7 @@ async def subscribe(conn, params):
     params={"properties": {"subscriptionId": {"type": "string", "minLength": 1}}, "required": ["subscriptionId"]},
 )
 async def unsubscribe(conn, params):
-    if not await conn.unsubscribe(params["subscriptionId"]):
+    if not conn.unsubscribe(params["subscriptionId"]):
         raise NotFound(f"Unknown subscription {params['subscriptionId']}")
     return {"status": "ok", "subscriptionId": params["subscriptionId"]}
 

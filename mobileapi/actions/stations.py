@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from csms.events import call_service
 from mobileapi import services
+from mobileapi.messages import RawJson
 from mobileapi.models import Scope
 from mobileapi.registry import CONNECTOR_ID, STATION_ID, action, limit
-
-
-def render_station(dialect, station: dict) -> dict:
-    if not dialect.string_transaction_ids:
-        return station
-    connectors = [{**c, "transactionId": dialect.transaction_id(c["transactionId"])} for c in station["connectors"]]
-    return {**station, "connectors": connectors}
+from mobileapi.snapshots import snapshot
 
 
 @action("getStations", scope=Scope.READ_STATIONS)
 async def get_stations(conn, params):
-    return [render_station(conn.dialect, station) for station in await call_service(services.stations)]
+    return RawJson(await snapshot.json_text(conn.dialect))
 
 
 @action(

@@ -1,0 +1,80 @@
+"""One reader of the event bus per process, fanning pushes out to its local connections.
+
+Each mobile connection could join the channel-layer groups itself, but then
+every event costs a queue put, a task wake-up and a dispatch per connection
+(measured: ~150 µs per push, p99 354 ms with 1,000 subscribers on one
+process), and on Redis one message per connection. Instead each process has
+one hub channel in the group ``events.all``: it receives each event once and
+hands it to the local connections that want it, in order. Across processes
+Redis then carries one message per process, not per connection.
+
+The hub also tells the per-process station snapshot (``snapshots.py``) when a
+station's state changed, so every process's cached getStations stays current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from csms.consumers import Periodic
+from csms.events import ALL_EVENTS_GROUP, EventMessage
+
+log = logging.getLogger("mobileapi.hub")
+
+
+class Listener(Protocol):
+    async def push(self, event: EventMessage) -> None: ...
+
+
+class PushHub:
+    def __init__(self) -> None:
+        self.listeners: set[Listener] = set()
+        self.observers: list[Any] = []  # called with every event (snapshot invalidation)
+        self.channel = ""
+        self._task: asyncio.Task | None = None
+        # Group memberships expire (group_expiry, a day by default): renew it.
+        self._renewer = Periodic("push hub membership", lambda: settings.MOBILE_HUB_RENEW_SECONDS, self._join)
+
+    def add(self, listener: Listener) -> None:
+        self.listeners.add(listener)
+        self.ensure_running()
+
+    def discard(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+
+    def ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run(), name="push hub")
+
+    async def _join(self) -> None:
+        await get_channel_layer().group_add(ALL_EVENTS_GROUP, self.channel)
+
+    async def _run(self) -> None:
+        layer = get_channel_layer()
+        # The process's usual channel prefix (channels-redis reads one prefix
+        # per process; a second one starves), marked "hub" after the "!" so
+        # the capacity pattern "*!hub*" gives it room for bursts.
+        self.channel = (await layer.new_channel()).replace("!", "!hub", 1)
+        await self._join()
+        self._renewer.ensure_running()
+        while True:
+            event = await layer.receive(self.channel)
+            try:
+                await self.fan_out(event)
+            except Exception:
+                log.exception("push of %s failed", event.get("eventId"))
+
+    async def fan_out(self, event: EventMessage) -> None:
+        for observer in self.observers:
+            observer(event)
+        for listener in list(self.listeners):
+            await listener.push(event)
+
+
+hub = PushHub()
