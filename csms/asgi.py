@@ -18,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from csms.routing import websocket_urlpatterns  # noqa: E402
+from csms.runtime import tune_garbage_collector  # noqa: E402
 
 http_app = django_asgi_app
 if settings.DEBUG:
@@ -26,3 +27,5 @@ if settings.DEBUG:
     http_app = ASGIStaticFilesHandler(django_asgi_app)
 
 application = ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(websocket_urlpatterns)})
+
+tune_garbage_collector()

@@ -246,6 +246,13 @@ OCPP_REMOTE_START_WINDOW = env_int("OCPP_REMOTE_START_WINDOW", 300)
 # Vendors whose DataTransfer messages are acknowledged as Accepted.
 OCPP_DATA_TRANSFER_VENDORS = env_list("OCPP_DATA_TRANSFER_VENDORS", [])
 
+# --- Process tuning (see csms/runtime.py and bench/RESULTS.md) --------------------
+
+# Python's collector thresholds, "gen0,gen1,gen2" (empty: Python's 700,10,10).
+GC_THRESHOLD = tuple(int(n) for n in env_list("CSMS_GC_THRESHOLD", []))
+# Freeze the objects loaded at start-up out of the collector's reach.
+GC_FREEZE = env_bool("CSMS_GC_FREEZE", True)
+
 # --- Logging ------------------------------------------------------------------
 
 LOG_DIR = Path(env_str("LOG_DIR", str(BASE_DIR / "logs")))

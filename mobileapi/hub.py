@@ -73,8 +73,12 @@ class PushHub:
     async def fan_out(self, event: EventMessage) -> None:
         for observer in self.observers:
             observer(event)
-        for listener in list(self.listeners):
+        for n, listener in enumerate(list(self.listeners), 1):
             await listener.push(event)
+            if n % 100 == 0:
+                # Let the server write what is queued: its socket writes wait for
+                # the loop, so without this nobody gets the event before everybody.
+                await asyncio.sleep(0)
 
 
 hub = PushHub()
