@@ -51,6 +51,18 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_orm_thread_connections(django_db_setup, django_db_blocker):
+    """Service calls keep a persistent connection in asgiref's ORM thread; close it
+    before pytest-django drops the test database (PostgreSQL refuses while it is open)."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+
+
 @pytest.fixture
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
