@@ -69,10 +69,6 @@ class Subscriptions:
     def clear(self) -> None:
         self._by_id.clear()
 
-    def describe(self) -> list[dict]:
-        return [{"subscriptionId": s.id, "stationId": s.station_id, "events": list(s.patterns)}
-                for s in self._by_id.values()]
-
     def wants(self, event: EventMessage, dialect_name: str) -> bool:
         names = (dialect_name, event["kind"])
         return any(s.matches(names, event["stationId"]) for s in self._by_id.values())

@@ -152,25 +152,10 @@ async def remote_start(
     )
 
 
-async def prepare_remote_start(
-    station_id: str,
-    connector_id: int,
-    id_tag: str,
-    *,
-    correlation_id: str = "",
-    api_key_id: int | None = None,
-    user_id: int | None = None,
-) -> None:
-    """Check the station and connector can start (404/409) and remember who asked."""
-    await call_service(
-        services.prepare_remote_start,
-        station_id,
-        connector_id,
-        id_tag,
-        correlation_id=correlation_id,
-        api_key_id=api_key_id,
-        user_id=user_id,
-    )
+async def prepare_remote_start(station_id: str, connector_id: int, id_tag: str, **who: Any) -> None:
+    """Check the station and connector can start (404/409) and remember who asked
+    (``correlation_id``, ``api_key_id``, ``user_id``: see services.prepare_remote_start)."""
+    await call_service(services.prepare_remote_start, station_id, connector_id, id_tag, **who)
 
 
 async def execute_remote_start(
