@@ -1,8 +1,8 @@
 """The mobile API consumer: one class, two dialects (``/ws`` and ``/mobile-client``).
 
 It parses, limits, authenticates, dispatches to the action registry and
-sends what comes back; pushes arrive as ``events.push`` channel messages and
-are filtered by the connection's subscriptions.
+sends what comes back; pushes come from the process's push hub (``hub.py``)
+and are filtered by the connection's subscriptions.
 """
 
 from __future__ import annotations

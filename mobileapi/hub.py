@@ -64,7 +64,12 @@ class PushHub:
         await self._join()
         self._renewer.ensure_running()
         while True:
-            event = await layer.receive(self.channel)
+            try:
+                event = await layer.receive(self.channel)
+            except Exception:  # e.g. Redis unreachable: keep the hub alive and retry
+                log.exception("push hub could not read the channel layer; retrying in 1 s")
+                await asyncio.sleep(1)
+                continue
             try:
                 await self.fan_out(event)
             except Exception:
