@@ -34,7 +34,7 @@ demo: setup
 	@echo "Serving on :$(PORT) with a simulated charger fora072 (Ctrl-C stops both)"
 	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application & DAPHNE=$$!; \
 	trap 'kill $$DAPHNE 2>/dev/null' EXIT INT TERM; \
-	sleep 2; $(BIN)/python manage.py simulate_charger fora072 --connectors 4 --url ws://127.0.0.1:$(PORT)/ocpp
+	sleep 2; $(BIN)/python manage.py simulate_charger fora072 --connectors 4 --auto-charge 60 --url ws://127.0.0.1:$(PORT)/ocpp
 
 test: setup-test
 	$(BIN)/ruff check csms stations mobileapi tests bench

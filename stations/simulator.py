@@ -186,6 +186,24 @@ class SimulatedCharger(ChargePoint):
         connector.session = None
         await self.send_status(connector.number, "Available")
 
+    async def drivers_forever(self, every: float) -> None:
+        """Local sessions as drivers with RFID cards would start them, about one per
+        connector every ``every`` seconds, each lasting one to three times that."""
+        while True:
+            await asyncio.sleep(every * random.uniform(0.3, 1.0))
+            free = [c for c in self.state.connectors.values() if c.status == "Available" and c.session is None]
+            if free:
+                connector = random.choice(free)
+                id_tag = f"DEMO-{random.randint(1, 99):02d}"
+                answer = await self.call(call.Authorize(id_tag=id_tag))
+                if answer.id_tag_info["status"] == "Accepted":
+                    await self.start_session(connector, id_tag)
+                    self.spawn(self._finish_later(connector, every * random.uniform(1, 3)))
+
+    async def _finish_later(self, connector: ConnectorState, after: float) -> None:
+        await asyncio.sleep(after)
+        await self.stop_session(connector, "Local")
+
     def connector_for_transaction(self, transaction_id: int) -> ConnectorState | None:
         for connector in self.state.connectors.values():
             if connector.session and connector.session.transaction_id == transaction_id:
@@ -345,7 +363,8 @@ async def connect(url: str, station_id: str, password: str | None = None, **kwar
 
 
 async def run_charger(
-    url: str, state: ChargerState, password: str | None = None, *, reconnect: bool = True
+    url: str, state: ChargerState, password: str | None = None, *, reconnect: bool = True,
+    auto_charge: float | None = None,
 ) -> None:
     """Connect, boot and serve forever; reconnect with backoff as a real charger does."""
     delay = 1.0
@@ -361,6 +380,11 @@ async def run_charger(
                 for connector in state.connectors.values():  # sessions survive a reconnect
                     if connector.session and connector.session.transaction_id is not None:
                         connector.meter_task = charger.spawn(charger.meter_forever(connector))
+                if auto_charge:
+                    charger.spawn(charger.drivers_forever(auto_charge))
+                    for connector in state.connectors.values():  # their finish timers died with the socket
+                        if connector.session:
+                            charger.spawn(charger._finish_later(connector, auto_charge))
                 try:
                     await serving
                 finally:

@@ -322,3 +322,24 @@ async def test_presence_sweep_marks_socketless_stations_offline(charger_factory,
     assert (await station("elsewhere")).is_online  # another process's: not ours to judge
     assert await Event.objects.filter(kind="station.disconnected", station_id="ghost01").aexists()
     await charger.cp.call(call.Heartbeat())
+
+
+async def test_simulator_auto_charge_runs_local_sessions(server):
+    """make demo's charger: drivers start and stop sessions on their own (Authorize, Start, Meter, Stop)."""
+    import asyncio as aio
+
+    from stations.simulator import ChargerState, run_charger
+
+    state = ChargerState.new("demo01", 2, meter_interval=0.1)
+    task = aio.create_task(run_charger(f"{server}/ocpp", state, auto_charge=0.3, reconnect=False))
+    try:
+
+        async def a_session_completed():
+            return await Transaction.objects.filter(station_id="demo01", stop_reason="Local").aexists()
+
+        await eventually(a_session_completed, timeout=10)
+        tx = await Transaction.objects.filter(station_id="demo01", stop_reason="Local").afirst()
+        assert tx.id_tag.startswith("DEMO-") and tx.energy_wh > 0
+        assert await MeterSample.objects.filter(transaction=tx).aexists()
+    finally:
+        task.cancel()

@@ -21,6 +21,8 @@ class Command(BaseCommand):
                             help="OCPP endpoint without the station id (default: %(default)s)")
         parser.add_argument("--password", help="HTTP Basic password (security profile 1)")
         parser.add_argument("--meter-interval", type=float, default=5.0, help="Seconds between MeterValues")
+        parser.add_argument("--auto-charge", type=float, metavar="SECONDS",
+                            help="Drivers start local sessions (RFID) about every SECONDS per connector")
 
     def handle(self, *args, **options):
         logging.getLogger("stations.simulator").setLevel(logging.INFO)
@@ -28,6 +30,6 @@ class Command(BaseCommand):
         state = ChargerState.new(options["station_id"], options["connectors"], options["meter_interval"])
         self.stdout.write(f"Simulating {state.station_id} with {options['connectors']} connectors on {options['url']}")
         try:
-            asyncio.run(run_charger(options["url"], state, options["password"]))
+            asyncio.run(run_charger(options["url"], state, options["password"], auto_charge=options["auto_charge"]))
         except KeyboardInterrupt:
             pass
