@@ -79,7 +79,10 @@ class PushHub:
         for observer in self.observers:
             observer(event)
         for n, listener in enumerate(list(self.listeners), 1):
-            await listener.push(event)
+            try:
+                await listener.push(event)
+            except Exception:  # one broken connection must not cost the others the event
+                log.exception("push of %s to one connection failed", event.get("eventId"))
             if n % 100 == 0:
                 # Let the server write what is queued: its socket writes wait for
                 # the loop, so without this nobody gets the event before everybody.

@@ -207,3 +207,22 @@ async def test_auth_with_another_key_drops_the_subscriptions(mobile, keys):
     await client.result("auth", {"apiKey": keys["other"]})
     reply = await client.request("unsubscribe", {"subscriptionId": subscription["subscriptionId"]})
     assert reply["error"]["code"] == 404
+
+
+async def test_one_failing_connection_does_not_cost_the_others_the_event():
+    from mobileapi.hub import PushHub
+
+    received = []
+
+    class Broken:
+        async def push(self, event):
+            raise RuntimeError("socket already closed")
+
+    class Working:
+        async def push(self, event):
+            received.append(event["seq"])
+
+    hub = PushHub()
+    hub.listeners.update({Broken(), Working(), Broken()})
+    await hub.fan_out({"seq": 7, "eventId": "evt-1-7", "kind": "meter.update"})
+    assert received == [7]
