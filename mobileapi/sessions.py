@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -48,7 +49,10 @@ class SessionWatcher:
                 message = {"type": "session.idle", "seconds": settings.MOBILE_IDLE_TIMEOUT}
             else:
                 message = {"type": "session.end", "reason": verdict}
-            await layer.send(consumer.channel_name, message)
+            try:
+                await layer.send(consumer.channel_name, message)
+            except ChannelFull:  # tell it next round; the others now
+                self._notified.pop(consumer, None)
 
     @staticmethod
     def _verdict(consumer: Any, active: set[int], now: float) -> str | None:
