@@ -55,6 +55,7 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         self.last_message_at = time.monotonic()
         self.subscriptions = Subscriptions()
         self.tasks: set[asyncio.Task] = set()
+        self.closed = False
         self.bucket = TokenBucket(*self.dialect.rate_limit())
         await self.accept()
         watcher.add(self)
@@ -64,8 +65,9 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         watcher.discard(self)
         hub.discard(self)
-        for task in self.tasks:
-            task.cancel()
+        self.closed = True
+        # Actions still waiting on a charger (bounded by OCPP_COMMAND_TIMEOUT) run
+        # on: the command was sent, and its outcome must reach the event log.
         log.info("[WS-API:DISCONNECT] endpoint=%s key=%s session=%s code=%s",
                  self.dialect.name, self.key.id if self.key else "-", self.session_id or "-", code)
 
@@ -158,16 +160,20 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
                 message = "RemoteStart timeout"  # the Dart guide's wording
             extra = error.extra if isinstance(error, ApiError) else {}
             self._log(spec.name, error.code, began)
-            await self.send(messages.error_message(request_id, error.code, message, **extra))
+            await self._reply(messages.error_message(request_id, error.code, message, **extra))
             return
         except Exception:
             correlation_id = f"err-{uuid.uuid4().hex[:12]}"
             log.exception("[WS-API:%s] internal error correlationId=%s key=%s", spec.name.upper(), correlation_id,
                           self.key.id if self.key else "-")
-            await self.send(messages.error_message(request_id, 500, "Internal error", correlation_id=correlation_id))
+            await self._reply(messages.error_message(request_id, 500, "Internal error", correlation_id=correlation_id))
             return
         self._log(spec.name, 200, began)
-        await self.send(messages.result_message(request_id, result))
+        await self._reply(messages.result_message(request_id, result))
+
+    async def _reply(self, text: str) -> None:
+        if not self.closed:  # a detached action may finish after the app has gone
+            await self.send(text)
 
     def _log(self, action: str, code: int, began: float) -> None:
         log.info("[WS-API:%s] endpoint=%s key=%s session=%s code=%s ms=%.1f", action.upper()[:64], self.dialect.name,

@@ -250,3 +250,21 @@ async def test_every_message_is_logged_with_the_key_id_never_the_key(mobile, key
     assert any(line.startswith("[WS-API:NOPE]") or "code=400" in line for line in lines)
     assert not any(keys["full"] in line for line in lines)
     assert json.dumps(lines)
+
+
+async def test_outcome_is_recorded_when_the_app_leaves_while_waiting(mobile, charger_factory, settings):
+    from csms.models import Event
+    from tests.conftest import eventually
+
+    settings.OCPP_COMMAND_TIMEOUT = 1
+    await charger_factory(connectors=1, cls=SilentCharger)
+    client = await mobile("/mobile-client")
+    await client.send({"id": "s", "action": "startCharging",
+                       "params": {"stationId": "fora072", "connectorId": 1, "idTag": "T"}})
+    await asyncio.sleep(0.2)
+    await client.close()  # gone before the charger's (non-)answer
+
+    async def recorded():
+        return await Event.objects.filter(kind="remote.start.result", data__status="Timeout").aexists()
+
+    await eventually(recorded, timeout=5)
