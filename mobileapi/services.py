@@ -87,10 +87,8 @@ def record_session_expired(key: KeyInfo, session_id: str, reason: str) -> EventM
 
 # --- Stations ------------------------------------------------------------------
 
-def _connector_rows(station_ids: list[str] | None) -> dict[str, list[dict[str, Any]]]:
+def _connector_rows() -> dict[str, list[dict[str, Any]]]:
     query = Connector.objects.filter(number__gt=0)
-    if station_ids is not None:
-        query = query.filter(station_id__in=station_ids)
     by_station: dict[str, list[dict[str, Any]]] = {}
     for row in query.order_by("station_id", "number").values(
         "station_id", "number", "status", "current_transaction_id", "error_code", "updated_at"
@@ -107,12 +105,10 @@ def _connector_rows(station_ids: list[str] | None) -> dict[str, list[dict[str, A
     return by_station
 
 
-def stations(station_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """Stations with their connectors and derived status (all, or the ids given)."""
+def stations() -> list[dict[str, Any]]:
+    """Every station with its connectors and derived status (read once per change, see snapshots.py)."""
     query = Station.objects.all()
-    if station_ids is not None:
-        query = query.filter(pk__in=station_ids)
-    connectors = _connector_rows(station_ids)
+    connectors = _connector_rows()
     result = []
     for row in query.order_by("id").values("id", "name", "is_online", "last_activity"):
         station_connectors = connectors.get(row["id"], [])

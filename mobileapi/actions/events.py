@@ -9,7 +9,7 @@ from mobileapi import messages, services
 from mobileapi.errors import BadRequest, NotFound
 from mobileapi.models import Scope
 from mobileapi.registry import STATION_ID, action, limit
-from mobileapi.snapshots import render_station
+from mobileapi.snapshots import render_station, snapshot
 from mobileapi.subscriptions import check_patterns
 
 EVENTS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "minItems": 1, "maxItems": 50}
@@ -29,10 +29,10 @@ async def subscribe(conn, params):
     if station_id is not None:
         await call_service(services.require_station, station_id)
     subscription = conn.subscribe(station_id, patterns)
-    snapshot = await call_service(services.stations, [station_id] if station_id else None)
+    stations = [s for s in await snapshot.stations() if station_id is None or s["id"] == station_id]
     return {
         "subscriptionId": subscription.id,
-        "snapshot": {"stations": [render_station(conn.dialect, station) for station in snapshot]},
+        "snapshot": {"stations": [render_station(conn.dialect, station) for station in stations]},
     }
 
 
