@@ -89,14 +89,14 @@ if PRODUCTION:
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "csms.apps.CsmsAdminConfig",  # django.contrib.admin with the dashboard
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
-    "csms",
+    "csms.apps.CsmsConfig",
     "stations",
     "mobileapi",
 ]
@@ -205,6 +205,7 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
+FORMAT_MODULE_PATH = ["csms.formats"]
 USE_I18N = True
 USE_TZ = True
 
@@ -303,5 +304,10 @@ MOBILE_HUB_RENEW_SECONDS = env_int("MOBILE_HUB_RENEW_SECONDS", 3600)
 MOBILE_SNAPSHOT_MAX_AGE = env_int("MOBILE_SNAPSHOT_MAX_AGE", 5)
 # How often each process checks its sessions (expiry, idle, deactivated keys).
 MOBILE_SESSION_CHECK_SECONDS = env_int("MOBILE_SESSION_CHECK_SECONDS", 2)
+# Support's view of the sessions (admin "Mobile sessions"): a session's last
+# message time and liveness are written at most this often (seconds), and
+# ended sessions are kept this many days.
+MOBILE_SESSION_RECORD_SECONDS = env_int("MOBILE_SESSION_RECORD_SECONDS", 10)
+MOBILE_SESSION_HISTORY_DAYS = env_int("MOBILE_SESSION_HISTORY_DAYS", 30)
 # The test key of the customer's documents, created by `make run` in development.
 MOBILE_DEV_API_KEY = "" if PRODUCTION else env_str("MOBILE_DEV_API_KEY", "test-mobile-key-123")

@@ -8,6 +8,7 @@ and are filtered by the connection's subscriptions.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ import uuid
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
 
 import mobileapi.actions  # noqa: F401  (registers the actions)
 from csms.consumers import DirectDispatchMixin
@@ -34,6 +36,7 @@ log = logging.getLogger("mobileapi")
 
 CLOSE_IDLE = 4002
 CLOSE_REVOKED = 4003
+CLOSE_ENDED = 4004  # an operator ended the session in the admin
 # A connection always receives these for what its own key started or stopped,
 # subscribed or not: the /ws reply is only "pending", the outcome is an event.
 OWN_KINDS = frozenset({"remote.start.result", "remote.stop.result", "transaction.started", "transaction.stopped"})
@@ -48,6 +51,8 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     # --- Connection ---------------------------------------------------------------
 
     async def connect(self) -> None:
+        self.connection_id = uuid.uuid4().hex
+        self.connected_at = timezone.now()
         self.key: services.KeyInfo | None = None
         self.expired_key_id: int | None = None  # subscriptions kept for a re-auth with it
         self.session_id = ""
@@ -56,6 +61,7 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         self.subscriptions = Subscriptions()
         self.tasks: set[asyncio.Task] = set()
         self.closed = False
+        self.end_reason = ""
         self.bucket = TokenBucket(*self.dialect.rate_limit())
         await self.accept()
         watcher.add(self)
@@ -63,7 +69,7 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         log.info("[WS-API:CONNECT] endpoint=%s", self.dialect.name)
 
     async def disconnect(self, code: int) -> None:
-        watcher.discard(self)
+        watcher.discard(self, self.end_reason or f"closed ({code})")
         hub.discard(self)
         self.closed = True
         # Actions still waiting on a charger (bounded by OCPP_COMMAND_TIMEOUT) run
@@ -81,6 +87,21 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         self.session_id = f"sess-{int(time.time() * 1000)}"
         self.authenticated_at = time.monotonic()
         return self.session_id
+
+    def session_record(self) -> dict[str, Any]:
+        """This connection as support sees it (a ``MobileSession`` row)."""
+        client = self.scope.get("client") or ("", 0)
+        idle = time.monotonic() - self.last_message_at
+        return {
+            "connection_id": self.connection_id,
+            "endpoint": self.scope["path"][:20],
+            "api_key_id": self.key.id if self.key else None,
+            "session_id": self.session_id,
+            "client_address": f"{client[0]}"[:64],
+            "connected_at": self.connected_at,
+            "last_message_at": timezone.now() - dt.timedelta(seconds=round(idle)),
+            "subscriptions": self.subscriptions.describe(),
+        }
 
     # --- Requests -------------------------------------------------------------------
 
@@ -203,10 +224,15 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     # --- Session checks (from the process's watcher) -----------------------------------------
 
     async def session_end(self, message: dict[str, Any]) -> None:
-        """Expired (auth again) or revoked (closed): push session.expired first."""
-        if self.key is None:
-            return
+        """Expired (auth again), revoked or ended by an operator (closed): push
+        session.expired first."""
         key, reason = self.key, message["reason"]
+        if reason == "ended":
+            self.end_reason = "ended by operator"
+        if key is None:
+            if reason == "ended":
+                await self.close(code=CLOSE_ENDED)
+            return
         event = await call_service(services.record_session_expired, key, self.session_id, reason)
         await self.send(messages.session_expired_message(event["eventId"], event["ts"], self.dialect, reason))
         log.info("[WS-API:SESSION.EXPIRED] endpoint=%s key=%s session=%s reason=%s",
@@ -214,9 +240,13 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         self.key, self.session_id = None, ""
         self.expired_key_id = key.id  # no pushes until auth again; then the subscriptions resume
         if reason == "revoked":
+            self.end_reason = "key revoked"
             await self.close(code=CLOSE_REVOKED)
+        elif reason == "ended":
+            await self.close(code=CLOSE_ENDED)
 
     async def session_idle(self, message: dict[str, Any]) -> None:
         log.info("[WS-API:IDLE] endpoint=%s key=%s closing after %s s without a message",
                  self.dialect.name, self.key.id if self.key else "-", message["seconds"])
+        self.end_reason = "idle"
         await self.close(code=CLOSE_IDLE)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from csms.events import EventMessage, emit, to_message
 from csms.models import Event
 from mobileapi.messages import PUBLIC_KINDS
-from mobileapi.models import ApiKey, Scope, generate_key, hash_key
+from mobileapi.models import ApiKey, MobileSession, Scope, generate_key, hash_key
 from stations import rules
 from stations.models import Connector, IdTag, MeterSample, Station, Transaction
 from stations.services import NotFound, iso
@@ -83,6 +83,93 @@ def record_session_expired(key: KeyInfo, session_id: str, reason: str) -> EventM
         "session.expired", "", {"sessionId": session_id, "reason": reason}, actor=key.actor, push=False
     )
     return to_message(event)
+
+
+def update_api_key(key_id: int, *, name: str, scopes: list[str], id_tags: list[IdTag], is_active: bool) -> None:
+    """Change a key's name, scopes, bound idTags and state (the admin's edit form)."""
+    unknown = set(scopes) - set(Scope.values)
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=key_id)
+        key.name, key.scopes, key.is_active = name, sorted(set(scopes)), is_active
+        key.save(update_fields=["name", "scopes", "is_active"])
+        key.id_tags.set(id_tags)
+
+
+# --- Mobile sessions, as support sees them ----------------------------------------
+
+# A session whose server process stopped refreshing it is ended as "lost".
+SESSION_LOST_AFTER = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class SessionSync:
+    active_key_ids: set[int]
+    end_requested: set[str]  # connection ids of this server an operator asked to end
+
+
+def sync_sessions(
+    server: str,
+    new: list[dict[str, Any]],
+    changed: list[dict[str, Any]],
+    ended: list[tuple[str, dt.datetime, str]],
+    key_ids: set[int],
+    touch: bool,
+) -> SessionSync:
+    """One watcher round of one server process, in one ORM hop.
+
+    Records new connections, changed ones (auth, subscriptions, last
+    message) and ended ones; ``touch`` refreshes ``seen_at`` of every live
+    session of this server. Returns which keys are still active and which
+    sessions an operator asked to end.
+    """
+    now = timezone.now()
+    referenced = {row["api_key_id"] for row in (*new, *changed) if row.get("api_key_id")}
+    existing = set(ApiKey.objects.filter(pk__in=referenced).values_list("pk", flat=True)) if referenced else set()
+    for row in (*new, *changed):  # a key deleted meanwhile: its sessions are about to end
+        if row.get("api_key_id") and row["api_key_id"] not in existing:
+            row["api_key_id"] = None
+    with transaction.atomic():
+        if new:
+            MobileSession.objects.bulk_create(
+                [MobileSession(server=server, seen_at=now, **row) for row in new], ignore_conflicts=True
+            )
+        for row in changed:
+            MobileSession.objects.filter(connection_id=row["connection_id"]).update(
+                **{name: value for name, value in row.items() if name != "connection_id"}
+            )
+        for connection_id, ended_at, reason in ended:
+            MobileSession.objects.filter(connection_id=connection_id, ended_at__isnull=True).update(
+                ended_at=ended_at, end_reason=reason, seen_at=now
+            )
+        if touch:
+            MobileSession.objects.filter(server=server, ended_at__isnull=True).update(seen_at=now)
+            MobileSession.objects.filter(ended_at__isnull=True, seen_at__lt=now - SESSION_LOST_AFTER).update(
+                ended_at=F("seen_at"), end_reason="server lost"
+            )
+    end_requested = set(
+        MobileSession.objects.filter(server=server, ended_at__isnull=True, end_requested_at__isnull=False)
+        .values_list("connection_id", flat=True)
+    )
+    return SessionSync(active_key_ids(key_ids) if key_ids else set(), end_requested)
+
+
+def request_session_end(session_ids: list[int], *, actor: str) -> int:
+    """Ask the server processes holding these sessions to end them (within
+    MOBILE_SESSION_CHECK_SECONDS); return how many were live."""
+    with transaction.atomic():
+        count = MobileSession.objects.filter(pk__in=session_ids, ended_at__isnull=True).update(
+            end_requested_at=timezone.now(), end_requested_by=actor
+        )
+        if count:
+            emit("mobile.session.end_requested", "", {"sessions": sorted(session_ids)}, actor=actor, push=False)
+    return count
+
+
+def purge_sessions(older_than: dt.datetime) -> int:
+    """Forget sessions that ended before ``older_than``."""
+    return MobileSession.objects.filter(ended_at__lt=older_than).delete()[0]
 
 
 # --- Stations ------------------------------------------------------------------

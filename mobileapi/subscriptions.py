@@ -66,6 +66,11 @@ class Subscriptions:
     def remove(self, sub_id: str) -> bool:
         return self._by_id.pop(sub_id, None) is not None
 
+    def describe(self) -> list[dict[str, object]]:
+        return [
+            {"id": s.id, "stationId": s.station_id, "events": list(s.patterns)} for s in self._by_id.values()
+        ]
+
     def clear(self) -> None:
         self._by_id.clear()
 
