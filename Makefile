@@ -10,7 +10,7 @@ HOST ?= 0.0.0.0
 # answer 413: keep it above the mobile API's limits (1 MiB on /ws).
 DAPHNE_ARGS ?= --websocket-max-message-size 4194304 --websocket-max-frame-size 4194304
 
-.PHONY: run demo test setup setup-test clean
+.PHONY: run demo test setup setup-test browser clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ setup: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --no-input -v0
 	$(BIN)/python manage.py bootstrap_dev
 
-setup-test: $(VENV)/.dev
+# The admin's browser tests drive Debian's Chromium (never a downloaded one).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "Installing Debian's chromium and chromium-driver for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+setup-test: $(VENV)/.dev browser
 
 run: setup
 	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application
@@ -41,4 +49,4 @@ test: setup-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-db.sqlite3*
+	rm -rf $(VENV) .pytest_cache test-db.sqlite3* artifacts

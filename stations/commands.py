@@ -127,6 +127,28 @@ def _outcome(station_id: str, action: str, timeout: float, reply: dict[str, Any]
     raise DomainError(f"Invalid {action}: {reply.get('error')}")
 
 
+async def operate(station_id: str, action: str, payload: dict[str, Any], *, actor: str) -> dict[str, Any]:
+    """Send a command on an operator's behalf and record it as a ``station.command`` event.
+
+    Returns the charger's answer; raises as ``send_command`` does. A command
+    that was sent is recorded whatever its outcome (answer, CALLERROR,
+    timeout, disconnect); one refused before sending (unknown station,
+    invalid payload) is not.
+    """
+    data: dict[str, Any] = {"stationId": station_id, "action": action, "payload": payload}
+    try:
+        answer = await send_command(station_id, action, payload)
+    except CommandError as error:
+        if not isinstance(error, StationOffline):
+            await call_service(services.record_command, "station.command", station_id,
+                               {**data, "outcome": error.outcome, "error": str(error)}, actor=actor)
+        raise
+    recorded = {"keys": len(answer.get("configurationKey") or [])} if action == "GetConfiguration" else answer
+    await call_service(services.record_command, "station.command", station_id,
+                       {**data, "outcome": "ok", "answer": recorded}, actor=actor)
+    return answer
+
+
 async def remote_start(
     station_id: str,
     connector_id: int,

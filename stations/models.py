@@ -97,6 +97,7 @@ class Station(models.Model):
 
     class Meta:
         ordering = ["id"]
+        permissions = [("operate_station", "Can send commands to the charger and accept or reject it")]
 
     def __str__(self) -> str:
         return self.id

@@ -585,3 +585,14 @@ def forget_remote_start(station_id: str, id_tag: str, correlation_id: str) -> No
 def record_command(kind: str, station_id: str, data: dict[str, Any], *, actor: str = "") -> None:
     """Record the outcome of a CSMS-initiated command in the event log."""
     emit(kind, station_id, data, actor=actor)
+
+
+# --- Reference data (admin) ---------------------------------------------------------
+
+def save_tariff(tariff: Tariff) -> Tariff:
+    """Save a tariff; making it the default takes that from the previous one."""
+    with transaction.atomic():
+        if tariff.is_default:
+            Tariff.objects.filter(is_default=True).exclude(pk=tariff.pk).update(is_default=False)
+        tariff.save()
+    return tariff

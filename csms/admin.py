@@ -1,0 +1,73 @@
+"""The event log, read-only: what happened, to which station, by whom."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from csms.admin_filters import InputFilter
+from csms.models import Event
+
+
+class KindFilter(admin.SimpleListFilter):
+    title = "type"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        kinds = Event.objects.order_by("kind").values_list("kind", flat=True).distinct()
+        return [(kind, kind) for kind in kinds]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(kind=self.value()) if self.value() else queryset
+
+
+class StationFilter(InputFilter):
+    title = "station"
+    parameter_name = "station"
+    placeholder = "station id"
+
+    def queryset(self, request, queryset):
+        return queryset.filter(station_id=self.value().strip()) if self.value() else queryset
+
+
+class ActorFilter(InputFilter):
+    title = "actor"
+    parameter_name = "actor"
+    placeholder = "user:<name> or apikey:<id>"
+
+    def queryset(self, request, queryset):
+        return queryset.filter(actor=self.value().strip()) if self.value() else queryset
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ("seq", "created_at", "kind", "station_id", "actor", "summary")
+    list_display_links = ("seq",)
+    list_filter = (KindFilter, StationFilter, ActorFilter, "created_at")
+    date_hierarchy = "created_at"
+    search_fields = ("=station_id", "kind", "actor")
+    ordering = ("-seq",)
+    list_per_page = 100
+    show_full_result_count = False  # counting a large log on every page is slow
+    fields = ("seq", "event_id", "created_at", "kind", "station_id", "actor", "payload")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="data")
+    def summary(self, event: Event) -> str:
+        text = json.dumps(event.data, ensure_ascii=False, separators=(", ", ": "))
+        return text if len(text) <= 120 else text[:117] + "…"
+
+    @admin.display(description="data")
+    def payload(self, event: Event) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(event.data, ensure_ascii=False, indent=2))

@@ -1,0 +1,25 @@
+"""A text-box list filter, for fields with too many values to list (station ids)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+
+class InputFilter(admin.SimpleListFilter):
+    template = "admin/input_filter.html"
+    placeholder = ""
+
+    def lookups(self, request, model_admin):
+        return (("", ""),)  # never listed; non-empty so the filter is shown
+
+    def choices(self, changelist):
+        # The other parameters (filters, search, ordering) go along as hidden fields.
+        keep = [(name, value) for name, values in self.request.GET.lists() if name not in (self.parameter_name, "p")
+                for value in values]
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "hidden": keep,
+            "value": self.value() or "",
+            "placeholder": self.placeholder,
+        }

@@ -1,0 +1,167 @@
+"""What staff can do to a charger from its admin page.
+
+Each operation is a small form and a coroutine that calls the remote-command
+service (or a station service) and says, in one line, what the charger
+answered. The admin view validates the form, runs the operation and shows
+that line as a message; errors (offline, timeout, CALLERROR, refused
+preconditions) come back as the services raise them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+
+from csms.events import call_service
+from stations import commands, services
+from stations.models import Connector, RegistrationStatus, Station, Transaction
+
+
+def actor_of(user: Any) -> str:
+    return f"user:{user.get_username()}"
+
+
+def _connector_choices(station: Station, *, include_station: bool = False) -> list[tuple[int, str]]:
+    numbers = Connector.objects.filter(station=station, number__gt=0).values_list("number", flat=True)
+    choices = [(n, f"Connector {n}") for n in numbers]
+    return [(0, "Whole station (0)"), *choices] if include_station else choices
+
+
+class StationForm(forms.Form):
+    def __init__(self, station: Station, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.station = station
+        self.setup()
+
+    def setup(self) -> None:
+        pass
+
+
+class RemoteStartForm(StationForm):
+    connector = forms.TypedChoiceField(coerce=int)
+    id_tag = forms.CharField(label="idTag", max_length=20)
+
+    def setup(self) -> None:
+        self.fields["connector"].choices = _connector_choices(self.station)
+
+
+class RemoteStopForm(StationForm):
+    transaction = forms.TypedChoiceField(coerce=int)
+
+    def setup(self) -> None:
+        active = Transaction.objects.filter(station=self.station, stopped_at__isnull=True).select_related("connector")
+        self.fields["transaction"].choices = [
+            (tx.pk, f"#{tx.pk} on connector {tx.connector.number} ({tx.id_tag})") for tx in active
+        ]
+
+
+class ResetForm(StationForm):
+    type = forms.ChoiceField(choices=[("Soft", "Soft"), ("Hard", "Hard")])
+
+
+class UnlockForm(StationForm):
+    connector = forms.TypedChoiceField(coerce=int)
+
+    def setup(self) -> None:
+        self.fields["connector"].choices = _connector_choices(self.station)
+
+
+class AvailabilityForm(StationForm):
+    connector = forms.TypedChoiceField(coerce=int)
+    type = forms.ChoiceField(choices=[("Operative", "Operative"), ("Inoperative", "Inoperative")])
+
+    def setup(self) -> None:
+        self.fields["connector"].choices = _connector_choices(self.station, include_station=True)
+
+
+class TriggerStatusForm(StationForm):
+    connector = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+
+    def setup(self) -> None:
+        self.fields["connector"].choices = [("", "All connectors"), *_connector_choices(self.station)]
+
+
+class ChangeConfigurationForm(StationForm):
+    key = forms.CharField(max_length=50)
+    value = forms.CharField(max_length=500, required=False)
+
+
+class RegistrationForm(StationForm):
+    status = forms.ChoiceField(choices=[(RegistrationStatus.ACCEPTED, "Accept"), (RegistrationStatus.REJECTED, "Reject")])
+
+
+async def _remote_start(station: Station, data: dict[str, Any], user: Any) -> str:
+    status = await commands.remote_start(
+        station.pk, data["connector"], data["id_tag"], user_id=user.pk, actor=actor_of(user)
+    )
+    return f"RemoteStartTransaction on connector {data['connector']}: the charger answered {status}"
+
+
+async def _remote_stop(station: Station, data: dict[str, Any], user: Any) -> str:
+    status, transaction_id, _ = await commands.remote_stop(transaction_id=data["transaction"], actor=actor_of(user))
+    return f"RemoteStopTransaction of transaction {transaction_id}: the charger answered {status}"
+
+
+def _command(action: str, payload: Callable[[dict[str, Any]], dict[str, Any]]):
+    async def run(station: Station, data: dict[str, Any], user: Any) -> str:
+        answer = await commands.operate(station.pk, action, payload(data), actor=actor_of(user))
+        return f"{action}: the charger answered {answer.get('status', answer)}"
+
+    return run
+
+
+def _trigger_payload(data: dict[str, Any]) -> dict[str, Any]:
+    payload: dict[str, Any] = {"requestedMessage": "StatusNotification"}
+    if data["connector"] is not None:
+        payload["connectorId"] = data["connector"]
+    return payload
+
+
+async def _registration(station: Station, data: dict[str, Any], user: Any) -> str:
+    status = data["status"]
+    await call_service(services.set_registration_status, station.pk, status, actor=actor_of(user))
+    text = f"Registration status set to {status}"
+    if status == RegistrationStatus.ACCEPTED and station.is_online:
+        # An accepted charger learns it at its next BootNotification: ask for one now.
+        try:
+            answer = await commands.operate(
+                station.pk, "TriggerMessage", {"requestedMessage": "BootNotification"}, actor=actor_of(user)
+            )
+            text += f"; asked the charger to boot again (TriggerMessage: {answer.get('status')})"
+        except services.DomainError as error:
+            text += f"; the charger could not be asked to boot again ({error})"
+    return text
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    title: str
+    form: type[StationForm]
+    run: Callable[[Station, dict[str, Any], Any], Awaitable[str]]
+    button: str = "Send"
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation("remote_start", "Remote start", RemoteStartForm, _remote_start, "Start"),
+        Operation("remote_stop", "Remote stop", RemoteStopForm, _remote_stop, "Stop"),
+        Operation("reset", "Reset", ResetForm, _command("Reset", lambda d: {"type": d["type"]}), "Reset"),
+        Operation("unlock", "Unlock connector", UnlockForm,
+                  _command("UnlockConnector", lambda d: {"connectorId": d["connector"]}), "Unlock"),
+        Operation("availability", "Change availability", AvailabilityForm,
+                  _command("ChangeAvailability", lambda d: {"connectorId": d["connector"], "type": d["type"]}),
+                  "Change"),
+        Operation("trigger_status", "Trigger status notification", TriggerStatusForm,
+                  _command("TriggerMessage", _trigger_payload), "Trigger"),
+        Operation("change_configuration", "Change configuration", ChangeConfigurationForm,
+                  _command("ChangeConfiguration", lambda d: {"key": d["key"], "value": d["value"]}), "Change"),
+        Operation("registration", "Registration", RegistrationForm, _registration, "Set"),
+    )
+}
+# Shown in the "Act on the charger" panel (configuration has its own page).
+PANEL = ("remote_start", "remote_stop", "reset", "unlock", "availability", "trigger_status")

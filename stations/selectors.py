@@ -1,0 +1,101 @@
+"""Read-side queries for the admin and dashboard (the write path is services.py).
+
+They express the domain's derived values (station status, live energy) as
+querysets, so the admin can filter and page on them; each is checked against
+the pure rule it mirrors (``rules.station_status``) in the tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.utils import timezone
+
+from stations import rules
+from stations.models import Connector, MeterSample, Station, Transaction
+
+STATION_STATUSES = ("Offline", "Charging", "Available", "PartiallyAvailable", "Unavailable")
+
+
+def with_connector_counts(stations: QuerySet[Station]) -> QuerySet[Station]:
+    real = Q(connectors__number__gt=0)
+    return stations.annotate(
+        n_connectors=Count("connectors", filter=real),
+        n_available=Count("connectors", filter=real & Q(connectors__status="Available")),
+        n_charging=Count("connectors", filter=real & Q(connectors__status__in=rules.CHARGING_STATUSES)),
+    )
+
+
+def filter_station_status(stations: QuerySet[Station], status: str) -> QuerySet[Station]:
+    """Stations whose derived status (``rules.station_status``) is ``status``."""
+    if status == "Offline":
+        return stations.filter(is_online=False)
+    online = with_connector_counts(stations.filter(is_online=True))
+    if status == "Charging":
+        return online.filter(n_charging__gt=0)
+    idle = online.filter(n_charging=0)
+    if status == "Available":
+        return idle.filter(n_connectors__gt=0, n_available=F("n_connectors"))
+    if status == "PartiallyAvailable":
+        return idle.filter(n_available__gt=0, n_available__lt=F("n_connectors"))
+    if status == "Unavailable":
+        return idle.filter(n_available=0)
+    return stations.none()
+
+
+def latest_register() -> Subquery:
+    """The newest energy register reading of the transaction in OuterRef("pk")."""
+    return Subquery(
+        MeterSample.objects.filter(transaction=OuterRef("pk"), energy_wh__isnull=False)
+        .order_by("-timestamp")
+        .values("energy_wh")[:1]
+    )
+
+
+def start_of_today(now: dt.datetime | None = None) -> dt.datetime:
+    """Midnight of today in the configured time zone."""
+    local = timezone.localtime(now or timezone.now())
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def network_summary(now: dt.datetime | None = None) -> dict[str, Any]:
+    """The admin dashboard's figures."""
+    now = now or timezone.now()
+    today = start_of_today(now)
+    online = Station.objects.filter(is_online=True).count()
+    total = Station.objects.count()
+    pending = Station.objects.filter(registration_status="Pending").count()
+    by_status = dict(
+        Connector.objects.filter(number__gt=0, station__is_online=True)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    offline_connectors = Connector.objects.filter(number__gt=0, station__is_online=False).count()
+    active = Transaction.objects.filter(stopped_at__isnull=True).annotate(register=latest_register())
+    active_energy = sum(max((row["register"] or row["meter_start"]) - row["meter_start"], 0)
+                        for row in active.values("register", "meter_start"))
+    finished_today = (
+        Transaction.objects.filter(stopped_at__gte=today).aggregate(wh=Sum("energy_wh"))["wh"] or 0
+    )
+    return {
+        "stations_total": total,
+        "stations_online": online,
+        "stations_offline": total - online,
+        "stations_pending": pending,
+        "connectors": [(status, by_status.get(status, 0)) for status in _CONNECTOR_ORDER if by_status.get(status)],
+        "connectors_offline": offline_connectors,
+        "active_transactions": active.count(),
+        "transactions_today": Transaction.objects.filter(started_at__gte=today).count(),
+        "energy_today_kwh": (finished_today + active_energy) / 1000,
+        "today": today,
+        "as_of": now,
+    }
+
+
+_CONNECTOR_ORDER = (
+    "Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Reserved",
+    "Unavailable", "Faulted",
+)

@@ -1,0 +1,418 @@
+"""The back-office with Django's test client: every page, action and permission.
+
+Charger actions run against a simulated charger on a real socket (the
+in-process server), through Django's AsyncClient in the same event loop.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient, Client
+from django.urls import reverse
+from django.utils import timezone
+
+from csms.models import Event
+from mobileapi import services as mobile_services
+from mobileapi.models import ApiKey, MobileSession
+from stations import rules, selectors, services
+from stations.models import Connector, IdTag, MeterSample, Station, Tariff, Transaction
+from tests.admin_support import make_superuser, make_support
+from tests.conftest import eventually
+from tests.test_mobile_sessions import closed_code
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def root() -> Client:
+    client = Client()
+    client.force_login(make_superuser())
+    return client
+
+
+@pytest.fixture
+def agent() -> Client:
+    client = Client()
+    client.force_login(make_support())
+    return client
+
+
+def station(station_id: str, online: bool, *statuses: str) -> Station:
+    row = Station.objects.create(pk=station_id, is_online=online, vendor="Fora", model="F-22")
+    Connector.objects.create(station=row, number=0, status="Available")
+    for number, status in enumerate(statuses, start=1):
+        Connector.objects.create(station=row, number=number, status=status)
+    return row
+
+
+def finished_tx(station_row: Station, *, tx_id_tag: str = "RFID-1", energy_wh: int = 15500, minutes: int = 30,
+                started_at: dt.datetime | None = None) -> Transaction:
+    start = started_at or timezone.now() - dt.timedelta(minutes=minutes + 5)
+    connector = station_row.connectors.get(number=1)
+    return Transaction.objects.create(
+        station=station_row, connector=connector, id_tag=tx_id_tag, meter_start=1000, meter_stop=1000 + energy_wh,
+        started_at=start, stopped_at=start + dt.timedelta(minutes=minutes), energy_wh=energy_wh,
+        cost="1.55", currency="EUR", stop_reason="Local",
+    )
+
+
+# --- Permissions -----------------------------------------------------------------------
+
+SUPPORT_CAN_VIEW = ["stations_station", "stations_transaction", "stations_idtag", "stations_tariff",
+                    "csms_event", "mobileapi_apikey", "mobileapi_mobilesession"]
+
+
+@pytest.mark.parametrize("model", SUPPORT_CAN_VIEW)
+def test_support_views_every_list(agent, model):
+    assert agent.get(reverse(f"admin:{model}_changelist")).status_code == 200
+
+
+@pytest.mark.parametrize("url", [
+    reverse("admin:mobileapi_apikey_add"),
+    reverse("admin:stations_tariff_add"),
+    reverse("admin:stations_station_add"),
+    reverse("admin:auth_user_changelist"),
+])
+def test_support_cannot_reach_what_the_group_excludes(agent, url):
+    assert agent.get(url).status_code == 403
+
+
+def test_support_cannot_change_keys_tariffs_or_station_passwords(agent):
+    key, _ = mobile_services.create_api_key("App", ["read:stations"])
+    tariff = Tariff.objects.create(name="Base", price_per_kwh="0.30")
+    station("fora072", False, "Available")
+    # Forms are read-only for them, and posting anyway is refused.
+    page = agent.get(reverse("admin:mobileapi_apikey_change", args=[key.pk]))
+    assert page.status_code == 200 and b'name="name"' not in page.content
+    assert agent.post(reverse("admin:mobileapi_apikey_change", args=[key.pk]),
+                      {"name": "Hijacked", "scopes": ["write:charging"], "is_active": "on"}).status_code == 403
+    assert agent.post(reverse("admin:stations_tariff_change", args=[tariff.pk]),
+                      {"name": "Cheap", "price_per_kwh": "0.01"}).status_code == 403
+    assert agent.post(reverse("admin:mobileapi_apikey_changelist"),
+                      {"action": "deactivate", "_selected_action": [key.pk]}).status_code in (200, 302)
+    assert ApiKey.objects.get(pk=key.pk).is_active and ApiKey.objects.get(pk=key.pk).name == "App"
+    assert Tariff.objects.get(pk=tariff.pk).name == "Base"
+    assert agent.post(reverse("admin:stations_station_password", args=["fora072"])).status_code == 403
+    assert Station.objects.get(pk="fora072").password_hash == ""
+
+
+def test_support_manages_id_tags(agent):
+    response = agent.post(reverse("admin:stations_idtag_add"), {"id_tag": "RFID-NEW", "status": "Accepted"})
+    assert response.status_code == 302
+    tag = IdTag.objects.get(id_tag="RFID-NEW")
+    agent.post(reverse("admin:stations_idtag_change", args=[tag.pk]), {"id_tag": "RFID-NEW", "status": "Blocked"})
+    assert IdTag.objects.get(pk=tag.pk).status == "Blocked"
+    assert services.authorize("RFID-NEW")["status"] == "Blocked"  # the OCPP path sees it at once
+
+
+def test_anonymous_is_sent_to_login():
+    response = Client().get(reverse("admin:stations_station_changelist"))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+# --- API keys ----------------------------------------------------------------------------
+
+def test_api_key_is_shown_once_then_only_its_prefix(root, caplog):
+    IdTag.objects.create(id_tag="FLEET-1")
+    tag = IdTag.objects.get(id_tag="FLEET-1")
+    response = root.post(reverse("admin:mobileapi_apikey_add"),
+                         {"name": "Partner app", "scopes": ["read:stations", "write:charging"],
+                          "id_tags": [tag.pk], "is_active": "on"})
+    assert response.status_code == 200
+    raw = re.search(rb'<code id="secret"[^>]*>([^<]+)</code>', response.content).group(1).decode()
+    key = ApiKey.objects.get(name="Partner app")
+    info = mobile_services.authenticate(raw)
+    assert info is not None and info.id == key.pk
+    assert info.scopes == {"read:stations", "write:charging"} and info.id_tags == {"FLEET-1"}
+    assert raw not in str(ApiKey.objects.filter(pk=key.pk).values().get())  # only its hash is stored
+    for url in (reverse("admin:mobileapi_apikey_changelist"), reverse("admin:mobileapi_apikey_change", args=[key.pk]),
+                reverse("admin:index")):
+        page = root.get(url).content.decode()
+        assert raw not in page
+    assert key.prefix + "…" in root.get(reverse("admin:mobileapi_apikey_changelist")).content.decode()
+    assert raw not in caplog.text
+
+
+def test_api_key_edit_goes_through_the_service(root):
+    key, _ = mobile_services.create_api_key("App", ["read:stations"])
+    root.post(reverse("admin:mobileapi_apikey_change", args=[key.pk]),
+              {"name": "App v2", "scopes": ["read:stations", "write:charging"], "is_active": ""})
+    key.refresh_from_db()
+    assert key.name == "App v2" and key.scopes == ["read:stations", "write:charging"] and not key.is_active
+
+
+def test_deactivate_and_reactivate_actions(root):
+    key, raw = mobile_services.create_api_key("App", ["read:stations"])
+    url = reverse("admin:mobileapi_apikey_changelist")
+    root.post(url, {"action": "deactivate", "_selected_action": [key.pk]})
+    assert mobile_services.authenticate(raw) is None
+    root.post(url, {"action": "reactivate", "_selected_action": [key.pk]})
+    assert mobile_services.authenticate(raw) is not None
+
+
+# --- Stations ---------------------------------------------------------------------------
+
+def test_station_status_filter_agrees_with_the_rule():
+    rows = [
+        station("off", False, "Charging"),
+        station("charging", True, "Charging", "Available"),
+        station("free", True, "Available", "Available"),
+        station("partly", True, "Available", "Faulted"),
+        station("none", True, "Faulted", "Unavailable"),
+        station("empty", True),
+    ]
+    for row in rows:
+        expected = rules.station_status(row.is_online, row.connectors.filter(number__gt=0).values_list("status",
+                                                                                                         flat=True))
+        found = [s.pk for s in selectors.filter_station_status(Station.objects.all(), expected)]
+        assert row.pk in found, (row.pk, expected, found)
+        for other in selectors.STATION_STATUSES:
+            if other != expected:
+                assert row.pk not in [s.pk for s in selectors.filter_station_status(Station.objects.all(), other)]
+
+
+def test_station_list_and_page(agent):
+    row = station("fora072", True, "Charging", "Available")
+    station("fora073", False, "Available")
+    tx = finished_tx(row)
+    services.record_command("station.command", "fora072", {"action": "Reset"}, actor="user:someone")
+    listing = agent.get(reverse("admin:stations_station_changelist") + "?status=Charging").content.decode()
+    assert "fora072" in listing and "fora073" not in listing
+    page = agent.get(reverse("admin:stations_station_change", args=["fora072"])).content.decode()
+    assert "Act on the charger" in page and "Remote start" in page
+    assert f"#{tx.pk}" in page and "15.50" in page and "1.55 EUR" in page  # recent transactions
+    assert "station.command" in page and "user:someone" in page  # recent events
+    assert "Charging" in page  # connectors inline
+    assert "Set password" not in page  # support may not set it
+
+
+def test_accept_a_pending_station_is_logged_with_the_user(agent):
+    Station.objects.create(pk="newbie", registration_status="Pending")
+    response = agent.post(reverse("admin:stations_station_operate", args=["newbie", "registration"]),
+                          {"status": "Accepted"}, follow=True)
+    assert "Registration status set to Accepted" in response.content.decode()
+    assert Station.objects.get(pk="newbie").registration_status == "Accepted"
+    event = Event.objects.get(kind="station.registration.changed")
+    assert event.actor == "user:agent" and event.data["status"] == "Accepted"
+
+
+def test_command_to_an_offline_station_is_an_error_message(agent):
+    station("fora072", False, "Available")
+    response = agent.post(reverse("admin:stations_station_operate", args=["fora072", "reset"]), {"type": "Soft"},
+                          follow=True)
+    text = response.content.decode()
+    assert "Reset on fora072 failed: Station fora072 is offline (409)" in text
+    response = agent.post(reverse("admin:stations_station_operate", args=["fora072", "reset"]), {"type": "Warm"},
+                          follow=True)
+    assert "Select a valid choice" in response.content.decode()
+
+
+def test_station_password_is_shown_once(root):
+    station("fora072", False)
+    response = root.post(reverse("admin:stations_station_password", args=["fora072"]), {"password": ""})
+    password = re.search(rb'<code id="secret"[^>]*>([^<]+)</code>', response.content).group(1).decode()
+    stored = Station.objects.get(pk="fora072").password_hash
+    assert services.check_station_password(password, stored) and password not in stored
+    assert password not in root.get(reverse("admin:stations_station_change", args=["fora072"])).content.decode()
+    short = root.post(reverse("admin:stations_station_password", args=["fora072"]), {"password": "short"},
+                      follow=True)
+    assert "at least 16 characters" in short.content.decode()
+    assert Event.objects.filter(kind="station.password.set", actor="user:root").count() == 1
+
+
+# --- Transactions ------------------------------------------------------------------------
+
+def test_transaction_list_filters_search_and_csv(agent):
+    row = station("fora072", True, "Charging", "Available")
+    other = station("fora073", True, "Available")
+    done = finished_tx(row, tx_id_tag="RFID-A")
+    finished_tx(other, tx_id_tag="RFID-B")
+    active = Transaction.objects.create(station=row, connector=row.connectors.get(number=1), id_tag="RFID-C",
+                                        meter_start=5000, started_at=timezone.now() - dt.timedelta(minutes=3))
+    MeterSample.objects.create(station=row, connector_number=1, transaction=active, timestamp=timezone.now(),
+                               energy_wh=7250, power_w=11000)
+    url = reverse("admin:stations_transaction_changelist")
+    listing = agent.get(url + "?station=fora072").content.decode()
+    assert "RFID-A" in listing and "RFID-C" in listing and "RFID-B" not in listing
+    assert "2.25 so far" in listing  # live energy of the active one
+    assert "RFID-A" not in agent.get(url + "?state=active").content.decode()
+    assert "RFID-A" in agent.get(url + f"?q={done.pk}").content.decode()
+    assert "RFID-B" in agent.get(url + "?q=RFID-B").content.decode()
+    export = agent.get(reverse("admin:stations_transaction_export") + "?station=fora072&state=completed")
+    rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert [r["idTag"] for r in rows] == ["RFID-A"]
+    assert rows[0]["energy_kwh"] == "15.500" and rows[0]["cost"] == "1.55" and rows[0]["currency"] == "EUR"
+    assert rows[0]["started_by"] == "charger (local)" and rows[0]["duration_s"] == "1800"
+
+
+def test_transaction_page_has_chart_and_samples(agent):
+    row = station("fora072", True, "Charging")
+    tx = finished_tx(row, energy_wh=3000)
+    for i in range(4):
+        MeterSample.objects.create(station=row, connector_number=1, transaction=tx,
+                                   timestamp=tx.started_at + dt.timedelta(minutes=i * 10),
+                                   energy_wh=1000 + i * 1000, power_w=6000 + i * 100)
+    page = agent.get(reverse("admin:stations_transaction_change", args=[tx.pk])).content.decode()
+    assert '<svg' in page and 'class="series-power"' in page and 'class="series-energy"' in page
+    assert "4 samples" in page and "6.30" in page  # power in kW in the table
+    assert "Completed" in page and "3.00" in page
+
+
+def test_dashboard_counts_and_fragment(agent):
+    row = station("fora072", True, "Charging", "Available")
+    station("fora073", False, "Available")
+    finished_tx(row, energy_wh=2500, started_at=selectors.start_of_today() + dt.timedelta(minutes=1), minutes=1)
+    summary = selectors.network_summary()
+    assert summary["stations_online"] == 1 and summary["stations_offline"] == 1
+    assert dict(summary["connectors"]) == {"Charging": 1, "Available": 1} and summary["connectors_offline"] == 1
+    assert summary["energy_today_kwh"] == 2.5
+    index = agent.get(reverse("admin:index")).content.decode()
+    assert "1 online" in index and "2.50 kWh" in index
+    fragment = agent.get(reverse("admin:dashboard")).content.decode()
+    assert "1 offline" in fragment and "<html" not in fragment
+
+
+def test_tariff_default_moves(root):
+    first = Tariff.objects.create(name="Base", price_per_kwh="0.30", is_default=True)
+    root.post(reverse("admin:stations_tariff_add"), {"name": "Night", "price_per_kwh": "0.20", "currency": "EUR",
+                                                     "price_per_minute": "0", "session_fee": "0", "is_default": "on"})
+    assert Tariff.objects.get(is_default=True).name == "Night"
+    root.post(reverse("admin:stations_tariff_changelist"), {"action": "make_default", "_selected_action": [first.pk]})
+    assert Tariff.objects.get(is_default=True).name == "Base"
+
+
+def test_events_are_read_only_and_filterable(agent):
+    services.record_command("station.command", "fora072", {"action": "Reset"}, actor="user:agent")
+    services.record_command("remote.start.result", "fora073", {"status": "Accepted"}, actor="apikey:1")
+    url = reverse("admin:csms_event_changelist")
+    assert "fora073" not in agent.get(url + "?station=fora072").content.decode()
+    assert "fora072" not in agent.get(url + "?kind=remote.start.result").content.decode()
+    event = Event.objects.get(kind="station.command")
+    assert agent.post(reverse("admin:csms_event_change", args=[event.pk]), {}).status_code == 403
+    assert agent.post(reverse("admin:csms_event_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
+
+
+# --- Charger actions against a live charger ---------------------------------------------------
+
+@pytest.fixture
+async def async_agent(transactional_db) -> AsyncClient:
+    client = AsyncClient()
+    user = await sync_to_async(make_support)()
+    await client.aforce_login(user)
+    return client
+
+
+async def post(client: AsyncClient, station_id: str, operation: str, data: dict) -> str:
+    url = reverse("admin:stations_station_operate", args=[station_id, operation])
+    response = await client.post(url, data)
+    assert response.status_code == 302
+    page = await client.get(response["Location"])
+    return page.content.decode()
+
+
+async def test_remote_start_and_stop_from_the_station_page(charger_factory, async_agent):
+    await charger_factory("fora072", connectors=2)
+    page = await post(async_agent, "fora072", "remote_start", {"connector": "1", "id_tag": "SUPPORT-1"})
+    assert "the charger answered Accepted" in page
+
+    async def started():
+        return await Transaction.objects.filter(station_id="fora072", stopped_at__isnull=True).afirst()
+
+    tx = await eventually(started)
+    assert tx.started_by_user_id is not None
+    result = await Event.objects.filter(kind="remote.start.result").aget()
+    assert result.actor == "user:agent" and result.data["status"] == "Accepted"
+    page = await post(async_agent, "fora072", "remote_stop", {"transaction": str(tx.pk)})
+    assert f"RemoteStopTransaction of transaction {tx.pk}: the charger answered Accepted" in page
+
+    async def stopped():
+        return await Transaction.objects.filter(pk=tx.pk, stopped_at__isnull=False).aexists()
+
+    await eventually(stopped)
+    listing = (await async_agent.get(reverse("admin:stations_transaction_changelist"))).content.decode()
+    assert "staff: agent" in listing
+
+
+async def test_every_command_is_answered_and_logged(charger_factory, async_agent):
+    await charger_factory("fora072", connectors=2)
+    cases = [
+        ("reset", {"type": "Soft"}, "Reset: the charger answered Accepted"),
+        ("unlock", {"connector": "2"}, "UnlockConnector: the charger answered Unlocked"),
+        ("availability", {"connector": "0", "type": "Inoperative"}, "ChangeAvailability: the charger answered"),
+        ("trigger_status", {"connector": ""}, "TriggerMessage: the charger answered Accepted"),
+        ("change_configuration", {"key": "HeartbeatInterval", "value": "120"},
+         "ChangeConfiguration: the charger answered Accepted"),
+    ]
+    for operation, data, expected in cases:
+        page = await post(async_agent, "fora072", operation, data)
+        assert expected in page, (operation, re.findall(r'<li class="[a-z]+">([^<]+)</li>', page))
+    logged = [e async for e in Event.objects.filter(kind="station.command").order_by("seq")]
+    assert [e.data["action"] for e in logged] == [
+        "Reset", "UnlockConnector", "ChangeAvailability", "TriggerMessage", "ChangeConfiguration"]
+    assert {e.actor for e in logged} == {"user:agent"} and all(e.data["outcome"] == "ok" for e in logged)
+    config = await async_agent.get(reverse("admin:stations_station_configuration", args=["fora072"]))
+    text = config.content.decode()
+    assert config.status_code == 200 and '<table id="configuration">' in text
+    assert re.search(r"<code>HeartbeatInterval</code></td>\s*<td>120</td>", text)
+
+
+async def test_command_timeout_is_an_error_message(charger_factory, async_agent, settings):
+    from tests.test_commands import SilentOnReset
+
+    settings.OCPP_COMMAND_TIMEOUT = 1
+    await charger_factory("fora072", connectors=1, cls=SilentOnReset)
+    page = await post(async_agent, "fora072", "reset", {"type": "Hard"})
+    assert "Reset on fora072 failed: Reset timeout: station fora072 did not answer in 1 s (504)" in page
+    logged = await Event.objects.filter(kind="station.command").aget()
+    assert logged.data["outcome"] == "timeout" and logged.actor == "user:agent"
+
+
+# --- Mobile sessions ---------------------------------------------------------------------------
+
+async def test_mobile_sessions_are_recorded_and_can_be_ended(mobile):
+    await Station.objects.acreate(pk="fora072")
+    client = await mobile("/ws", "full")
+    bystander = await mobile("/mobile-client", "other")
+    await client.result("subscribe", {"stationId": "fora072", "events": ["connector.*"]})
+
+    async def recorded():
+        return await MobileSession.objects.filter(session_id__startswith="sess-").exclude(subscriptions=[]).afirst()
+
+    row = await eventually(recorded)
+    assert row.endpoint == "/ws" and row.api_key_id is not None and row.ended_at is None
+    assert row.subscriptions[0]["stationId"] == "fora072" and row.subscriptions[0]["events"] == ["connector.*"]
+    assert await sync_to_async(mobile_services.request_session_end)([row.pk], actor="user:agent") == 1
+    expired = await client.event("session.expired", timeout=5)
+    assert client.field(expired, "reason") == "ended"
+    assert await closed_code(client) == 4004
+
+    async def marked():
+        return await MobileSession.objects.filter(pk=row.pk, ended_at__isnull=False).afirst()
+
+    assert (await eventually(marked)).end_reason == "ended by operator"
+    assert await bystander.result("ping", {})  # the other session is untouched
+    assert await MobileSession.objects.filter(ended_at__isnull=True).acount() == 1
+
+
+def test_mobile_session_admin_filters_and_end_permission(agent):
+    key, _ = mobile_services.create_api_key("App", ["read:stations"])
+    now = timezone.now()
+    live = MobileSession.objects.create(connection_id="a" * 32, endpoint="/ws", api_key=key, session_id="sess-1",
+                                        server="h:1", connected_at=now - dt.timedelta(hours=1), seen_at=now)
+    MobileSession.objects.create(connection_id="b" * 32, endpoint="/mobile-client", api_key=key,
+                                 session_id="sess-2", server="h:1", connected_at=now - dt.timedelta(hours=5),
+                                 ended_at=now - dt.timedelta(hours=4), end_reason="idle", seen_at=now)
+    url = reverse("admin:mobileapi_mobilesession_changelist")
+    assert "sess-2" not in agent.get(url + "?state=live").content.decode()
+    at = timezone.localtime(now - dt.timedelta(hours=4, minutes=30)).strftime("%Y-%m-%d %H:%M")
+    page = agent.get(url, {"at": at}).content.decode()
+    assert "sess-2" in page and "sess-1" not in page
+    agent.post(url, {"action": "end_sessions", "_selected_action": [live.pk]})
+    live.refresh_from_db()
+    assert live.end_requested_by == "user:agent"
