@@ -77,12 +77,23 @@ def dev_secret_key() -> str:
 SECRET_KEY = env_str("DJANGO_SECRET_KEY") or ("" if PRODUCTION else dev_secret_key())
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
 
+# How many server processes the deployment runs (all hosts together). More
+# than one needs a shared channel layer (REDIS_URL): the in-memory one cannot
+# reach a charger or a mobile client held by another process.
+CSMS_PROCESSES = env_int("CSMS_PROCESSES", 1)
+
 if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("CSMS_ENV=production refuses DJANGO_DEBUG=true")
     if len(SECRET_KEY) < 40 or SECRET_KEY.startswith("django-insecure"):
         raise ImproperlyConfigured(
             "CSMS_ENV=production needs DJANGO_SECRET_KEY: at least 40 random characters"
+        )
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("CSMS_ENV=production needs ALLOWED_HOSTS (comma-separated host names)")
+    if CSMS_PROCESSES > 1 and not env_str("REDIS_URL"):
+        raise ImproperlyConfigured(
+            f"CSMS_PROCESSES={CSMS_PROCESSES} needs REDIS_URL: the in-memory channel layer serves one process only"
         )
 
 # --- Applications -------------------------------------------------------------
@@ -103,6 +114,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The admin's static files, served by the ASGI app itself (no separate web server needed).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -210,10 +223,30 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Production serves compressed, cache-busted files collected by `manage.py
+# collectstatic`; development serves them from the apps directly.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
 
-SESSION_COOKIE_SECURE = PRODUCTION
-CSRF_COOKIE_SECURE = PRODUCTION
+# Cookies only over HTTPS in production (TLS at nginx or at daphne).
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+# Origins allowed to POST to the admin, e.g. https://csms.example.com (needed behind TLS).
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Behind nginx: trust its X-Forwarded-Proto to know the request came over TLS.
+if env_bool("BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
 
 # --- Server -------------------------------------------------------------------
 
