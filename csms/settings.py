@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -234,6 +235,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:  # nothing collected in development: the finders serve the files
+    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 # Cookies only over HTTPS in production (TLS at nginx or at daphne).
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", PRODUCTION)
@@ -247,6 +250,13 @@ if env_bool("BEHIND_PROXY", False):
     USE_X_FORWARDED_HOST = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Data retention (manage.py prune_data) -------------------------------------
+
+# Days of meter samples and events to keep; 0 keeps them forever. Transactions
+# are never pruned (they are billing records).
+RETENTION_METER_SAMPLE_DAYS = env_int("RETENTION_METER_SAMPLE_DAYS", 90)
+RETENTION_EVENT_DAYS = env_int("RETENTION_EVENT_DAYS", 365)
 
 # --- Server -------------------------------------------------------------------
 
