@@ -27,6 +27,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
+from csms import metrics
 from csms.models import Event, EventCounter
 
 log = logging.getLogger("csms.events")
@@ -96,6 +97,7 @@ def emit(
             data=data or {},
             actor=actor,
         )
+    metrics.events_emitted.labels(kind).inc()  # counted even if the transaction rolls back
     if push:
         message = to_message(event)
         transaction.on_commit(lambda: _dispatch(message))
@@ -136,6 +138,7 @@ async def publish(messages: list[EventMessage]) -> None:
             try:
                 await layer.group_send(group, message)
             except Exception:
+                metrics.channel_send_failures.labels("group_send").inc()
                 log.exception("push of %s to %s failed", message["eventId"], group)
 
 

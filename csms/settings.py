@@ -251,6 +251,11 @@ if env_bool("BEHIND_PROXY", False):
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Metrics ----------------------------------------------------------------------
+
+# Bearer token for /metrics. Unset: open in development, off (404) in production.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
 # --- Data retention (manage.py prune_data) -------------------------------------
 
 # Days of meter samples and events to keep; 0 keeps them forever. Transactions

@@ -20,6 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
 import mobileapi.actions  # noqa: F401  (registers the actions)
+from csms import metrics
 from csms.consumers import DirectDispatchMixin
 from csms.events import EventMessage, call_service
 from mobileapi import messages, services
@@ -197,6 +198,10 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             await self.send(text)
 
     def _log(self, action: str, code: int, began: float) -> None:
+        label = action if action in ACTIONS else "unknown"
+        elapsed = time.perf_counter() - began
+        metrics.messages.labels(self.dialect.name, label, str(code)).inc()
+        metrics.message_seconds.labels(self.dialect.name, label).observe(elapsed)
         log.info("[WS-API:%s] endpoint=%s key=%s session=%s code=%s ms=%.1f", action.upper()[:64], self.dialect.name,
                  self.key.id if self.key else "-", self.session_id or "-", code, (time.perf_counter() - began) * 1000)
 
@@ -220,6 +225,7 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         own = event["kind"] in OWN_KINDS and event["actor"] == self.key.actor
         if own or self.subscriptions.wants(event, self.dialect.event_name(event["kind"])):
             await self.send(messages.render_cache.push_text(self.dialect, event, self.hides_id_tag(event)))
+            metrics.events_pushed.labels(event["kind"]).inc()
 
     # --- Session checks (from the process's watcher) -----------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from csms import metrics
 from csms.consumers import Periodic
 from csms.events import ALL_EVENTS_GROUP, EventMessage
 
@@ -76,12 +77,14 @@ class PushHub:
                 log.exception("push of %s failed", event.get("eventId"))
 
     async def fan_out(self, event: EventMessage) -> None:
+        metrics.observe_push(event["ts"])
         for observer in self.observers:
             observer(event)
         for n, listener in enumerate(list(self.listeners), 1):
             try:
                 await listener.push(event)
             except Exception:  # one broken connection must not cost the others the event
+                metrics.channel_send_failures.labels("push").inc()
                 log.exception("push of %s to one connection failed", event.get("eventId"))
             if n % 100 == 0:
                 # Let the server write what is queued: its socket writes wait for

@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from csms import metrics
 from csms.consumers import Periodic
 from csms.events import call_service
 from mobileapi import services
@@ -59,6 +60,8 @@ class SessionWatcher:
         new, changed, written = self._changes(consumers, touch)
         ended = list(self._ended.values())
         key_ids = {c.key.id for c in consumers if c.key is not None}
+        metrics.mobile_connections.set(len(consumers))
+        metrics.mobile_sessions.set(sum(c.key is not None for c in consumers))
         sync = await call_service(services.sync_sessions, SERVER, new, changed, ended, key_ids, touch)
         for connection_id, *_ in ended:
             self._ended.pop(connection_id, None)

@@ -16,6 +16,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from csms import metrics
 from csms.events import call_service
 from stations import services
 from stations.models import Station, Transaction
@@ -87,6 +88,16 @@ async def send_command(
     except ValueError as error:
         raise DomainError(str(error)) from None
     timeout = float(timeout or settings.OCPP_COMMAND_TIMEOUT)
+    try:
+        answer = await _send(station_id, action, payload, timeout)
+    except CommandError as error:
+        metrics.remote_commands.labels(action, error.outcome).inc()
+        raise
+    metrics.remote_commands.labels(action, metrics.command_outcome(answer.get("status"))).inc()
+    return answer
+
+
+async def _send(station_id: str, action: str, payload: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
     row = await call_service(_station_channel, station_id)
     if row is None:
         raise NotFound(f"Unknown station {station_id}")
@@ -95,16 +106,13 @@ async def send_command(
         raise StationOffline(f"Station {station_id} is offline")
     layer = get_channel_layer()
     reply_channel = await layer.new_channel()
-    await layer.send(
-        channel,
-        {
-            "type": "station.command",
-            "action": action,
-            "payload": payload or {},
-            "reply_to": reply_channel,
-            "timeout": timeout,
-        },
-    )
+    message = {"type": "station.command", "action": action, "payload": payload or {}, "reply_to": reply_channel,
+               "timeout": timeout}
+    try:
+        await layer.send(channel, message)
+    except Exception as error:  # e.g. Redis unreachable, or the holder's channel full
+        metrics.channel_send_failures.labels("command").inc()
+        raise CommandFailed(f"{action} could not reach the process holding station {station_id}: {error}") from None
     try:
         # A little longer than the consumer's own deadline, which answers
         # "timeout" itself; this one covers a consumer that died silently.

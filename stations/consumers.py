@@ -12,12 +12,15 @@ import binascii
 import json
 import logging
 import re
+import time
 from typing import Any
 from urllib.parse import unquote
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from ocpp.exceptions import OCPPError
+from ocpp.v16.enums import Action
 
+from csms import metrics
 from csms.consumers import DirectDispatchMixin
 from csms.events import call_service
 from stations import ocpp16, services
@@ -32,6 +35,8 @@ MAX_FRAME_BYTES = 256 * 1024
 _UNIQUE_ID = re.compile(r'^\s*\[\s*[234]\s*,\s*"([^"\\]{1,64})"')
 # Charger requests refused while a station is not Accepted (OCPP 1.6 4.2.1).
 _NEEDS_ACCEPTANCE = frozenset({"Authorize", "StartTransaction"})
+# Metric labels stay bounded: an action name a charger invents is "unknown".
+_KNOWN_ACTIONS = frozenset(action.value for action in Action)
 
 
 def basic_auth_password(scope: dict[str, Any], station_id: str) -> str | None:
@@ -77,6 +82,7 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         status = decision.registration_status
         self.charge_point = ocpp16.ChargePoint16(self.station_id, self, status)
         await self.accept(ocpp16.SUBPROTOCOL)
+        metrics.chargers_connected.inc()
         if decision.replaced_channel and decision.replaced_channel != self.channel_name:
             await self.channel_layer.send(decision.replaced_channel, {"type": "station.replaced"})
         log.info("[OCPP:connect] station=%s registration=%s", self.station_id, status)
@@ -85,6 +91,7 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         if self.charge_point is None:
             return
         presence.discard(self.channel_name)
+        metrics.chargers_connected.dec()
         for task in list(self.command_tasks):
             task.cancel()  # each answers its requester "station disconnected"
         if self.command_tasks:
@@ -101,11 +108,16 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         if text_data is None:
             log.warning("[OCPP:invalid] station=%s binary frame ignored", self.station_id)
             return
+        self.action = "result"
+        began = time.perf_counter()
         problem = self._check_frame(text_data)
         if problem is None:
             await self.charge_point.route_message(text_data)
+            metrics.messages.labels("ocpp", self.action, "ok").inc()
+            metrics.message_seconds.labels("ocpp", self.action).observe(time.perf_counter() - began)
             return
         unique_id, code, description = problem
+        metrics.messages.labels("ocpp", self.action, code).inc()
         log.warning("[OCPP:invalid] station=%s %s: %s", self.station_id, code, description)
         if unique_id is not None:
             await self.send(json.dumps([4, unique_id, code, description, {}]))
@@ -137,6 +149,7 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         if len(frame) > 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
             return unique_id, "FormationViolation", "CALL must be [2, uniqueId, action, {payload}]"
         log.info("[OCPP:%s] station=%s id=%s", frame[2], self.station_id, unique_id)
+        self.action = frame[2] if frame[2] in _KNOWN_ACTIONS else "unknown"
         if frame[2] in _NEEDS_ACCEPTANCE and self.charge_point.registration_status != "Accepted":
             return unique_id, "SecurityError", f"Station registration is {self.charge_point.registration_status}"
         return None

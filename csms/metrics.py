@@ -1,0 +1,39 @@
+"""Prometheus metrics of one server process (``/metrics``, see docs/operations.md).
+
+Each daphne process serves its own figures: Prometheus scrapes every process
+(its own port), and queries sum them. Counters are bumped where the work is
+done; gauges are set when they change.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+chargers_connected = Gauge("csms_chargers_connected", "Charger WebSockets held by this process")
+mobile_sessions = Gauge("csms_mobile_sessions", "Authenticated mobile API connections held by this process")
+mobile_connections = Gauge("csms_mobile_connections", "Mobile API connections held by this process (any state)")
+messages = Counter("csms_messages_total", "Messages handled, by protocol, action and result",
+                   ["protocol", "action", "result"])
+message_seconds = Histogram("csms_message_handling_seconds", "Time to handle one incoming message",
+                            ["protocol", "action"], buckets=LATENCY_BUCKETS)
+events_emitted = Counter("csms_events_emitted_total", "Events written to the event log", ["kind"])
+events_pushed = Counter("csms_events_pushed_total", "Event pushes sent to mobile connections", ["kind"])
+push_seconds = Histogram("csms_push_latency_seconds", "From an event's creation to its fan-out in this process",
+                         buckets=LATENCY_BUCKETS)
+remote_commands = Counter("csms_remote_commands_total", "CSMS-initiated OCPP commands by outcome",
+                          ["action", "outcome"])
+channel_send_failures = Counter("csms_channel_send_failures_total", "Channel-layer sends that failed", ["where"])
+
+
+def command_outcome(answer_status: str | None) -> str:
+    """accepted / rejected / other, from a charger's status word."""
+    status = (answer_status or "").lower()
+    return status if status in ("accepted", "rejected") else "answered"
+
+
+def observe_push(event_ts_ms: int) -> None:
+    push_seconds.observe(max(time.time() - event_ts_ms / 1000, 0.0))
