@@ -299,11 +299,16 @@ def owns_transaction(key: KeyInfo, transaction_id: int | None, station_id: str |
     return query.filter(_mine(key)).exists()
 
 
-def transactions_for_key(key: KeyInfo, limit: int) -> list[dict[str, Any]]:
+def transactions_for_key(
+    key: KeyInfo, limit: int, *, offset: int = 0, station_id: str | None = None, active: bool | None = None
+) -> list[dict[str, Any]]:
     """The key's transactions, newest first, with live energy for active ones."""
-    rows = list(
-        Transaction.objects.filter(_mine(key)).select_related("connector").order_by("-started_at", "-id")[:limit]
-    )
+    query = Transaction.objects.filter(_mine(key))
+    if station_id:
+        query = query.filter(station_id=station_id)
+    if active is not None:
+        query = query.filter(stopped_at__isnull=active)
+    rows = list(query.select_related("connector").order_by("-started_at", "-id")[offset:offset + limit])
     live = _live_registers([tx.pk for tx in rows if tx.stopped_at is None])
     result = []
     for tx in rows:

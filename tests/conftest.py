@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -241,13 +242,16 @@ def daphne_process(transactional_db):
             cwd=ROOT,
             env=full_env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe: an unread pipe fills up (64 KiB of log lines)
+            # and then blocks the server on its next log write.
+            stderr=(log := tempfile.TemporaryFile()),
         )
         processes.append(process)
         deadline = time.monotonic() + 20
         while not _answers("127.0.0.1", port):
             if process.poll() is not None:
-                raise RuntimeError(f"daphne exited: {process.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"daphne exited: {log.read().decode()[-2000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError("daphne did not start in 20 s")
             time.sleep(0.1)

@@ -61,7 +61,7 @@ def test_dry_run_and_forever():
 async def test_prune_while_a_charger_sends_meter_values(charger_factory):
     """The server keeps writing (SQLite's one writer included) while pruning runs."""
     await sync_to_async(old_data)()
-    charger = await charger_factory("fora072", connectors=1, meter_interval=0.05)
+    await charger_factory("fora072", connectors=1, meter_interval=0.05)
     assert await commands.remote_start("fora072", 1, "LIVE-1") == "Accepted"
     prune = asyncio.create_task(sync_to_async(call_command, thread_sensitive=False)(
         "prune_data", "--meter-samples-days", "90", "--events-days", "30", "--batch", "1", "--pause", "0.01",
