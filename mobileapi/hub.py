@@ -77,7 +77,8 @@ class PushHub:
                 log.exception("push of %s failed", event.get("eventId"))
 
     async def fan_out(self, event: EventMessage) -> None:
-        metrics.observe_push(event["ts"])
+        if "ts" in event:
+            metrics.observe_push(event["ts"])
         for observer in self.observers:
             observer(event)
         for n, listener in enumerate(list(self.listeners), 1):

@@ -342,7 +342,6 @@ async def test_remote_start_and_stop_from_the_station_page(charger_factory, asyn
 async def test_every_command_is_answered_and_logged(charger_factory, async_agent):
     await charger_factory("fora072", connectors=2)
     cases = [
-        ("reset", {"type": "Soft"}, "Reset: the charger answered Accepted"),
         ("unlock", {"connector": "2"}, "UnlockConnector: the charger answered Unlocked"),
         ("availability", {"connector": "0", "type": "Inoperative"}, "ChangeAvailability: the charger answered"),
         ("trigger_status", {"connector": ""}, "TriggerMessage: the charger answered Accepted"),
@@ -352,14 +351,17 @@ async def test_every_command_is_answered_and_logged(charger_factory, async_agent
     for operation, data, expected in cases:
         page = await post(async_agent, "fora072", operation, data)
         assert expected in page, (operation, re.findall(r'<li class="[a-z]+">([^<]+)</li>', page))
-    logged = [e async for e in Event.objects.filter(kind="station.command").order_by("seq")]
-    assert [e.data["action"] for e in logged] == [
-        "Reset", "UnlockConnector", "ChangeAvailability", "TriggerMessage", "ChangeConfiguration"]
-    assert {e.actor for e in logged} == {"user:agent"} and all(e.data["outcome"] == "ok" for e in logged)
     config = await async_agent.get(reverse("admin:stations_station_configuration", args=["fora072"]))
     text = config.content.decode()
     assert config.status_code == 200 and '<table id="configuration">' in text
     assert re.search(r"<code>HeartbeatInterval</code></td>\s*<td>120</td>", text)
+    # Reset last: the simulated charger then reboots (stops, boots again).
+    assert "Reset: the charger answered Accepted" in await post(async_agent, "fora072", "reset", {"type": "Soft"})
+    logged = [e async for e in Event.objects.filter(kind="station.command").order_by("seq")]
+    assert [e.data["action"] for e in logged] == [
+        "UnlockConnector", "ChangeAvailability", "TriggerMessage", "ChangeConfiguration", "GetConfiguration", "Reset"]
+    assert {e.actor for e in logged} == {"user:agent"} and all(e.data["outcome"] == "ok" for e in logged)
+    assert logged[4].data["answer"] == {"keys": len(re.findall("<code>", text))}
 
 
 async def test_command_timeout_is_an_error_message(charger_factory, async_agent, settings):
