@@ -7,7 +7,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from csms.admin_filters import InputFilter
+from csms.admin_filters import InputFilter, ReadOnlyAdmin
 from csms.models import Event
 
 
@@ -42,7 +42,7 @@ class ActorFilter(InputFilter):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdmin):
     list_display = ("seq", "created_at", "kind", "station_id", "actor", "summary")
     list_display_links = ("seq",)
     list_filter = (KindFilter, StationFilter, ActorFilter, "created_at")
@@ -53,15 +53,6 @@ class EventAdmin(admin.ModelAdmin):
     show_full_result_count = False  # counting a large log on every page is slow
     fields = ("seq", "event_id", "created_at", "kind", "station_id", "actor", "payload")
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="data")
     def summary(self, event: Event) -> str:

@@ -1,4 +1,5 @@
-"""A text-box list filter, for fields with too many values to list (station ids)."""
+"""Shared admin pieces: a read-only base, and a text-box list filter for fields
+with too many values to list (station ids)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,16 @@ class InputFilter(admin.SimpleListFilter):
             "value": self.value() or "",
             "placeholder": self.placeholder,
         }
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by the services (events, transactions, sessions): view, never edit."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

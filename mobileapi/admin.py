@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
-from csms.admin_filters import InputFilter
+from csms.admin_filters import InputFilter, ReadOnlyAdmin
 from mobileapi import services
 from mobileapi.models import ApiKey, MobileSession, Scope
 from stations.admin_operations import actor_of
@@ -161,7 +161,7 @@ class ConnectedAtFilter(InputFilter):
 
 
 @admin.register(MobileSession)
-class MobileSessionAdmin(admin.ModelAdmin):
+class MobileSessionAdmin(ReadOnlyAdmin):
     list_display = ("connection", "api_key", "endpoint", "session_id", "connected_at", "last_message_at",
                     "subscription_summary", "state", "client_address")
     list_filter = (SessionStateFilter, ConnectedAtFilter, "endpoint", "api_key")
@@ -173,15 +173,6 @@ class MobileSessionAdmin(admin.ModelAdmin):
               "last_message_at", "subscription_table", "state", "seen_at", "ended_at", "end_reason",
               "end_requested_at", "end_requested_by")
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_end_permission(self, request) -> bool:
         return request.user.has_perm("mobileapi.end_mobilesession")

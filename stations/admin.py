@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from csms.admin_filters import InputFilter
+from csms.admin_filters import InputFilter, ReadOnlyAdmin
 from csms.formatting import duration, kwh, money
 from csms.models import Event
 from stations import charts, commands, rules, selectors, services
@@ -287,7 +287,7 @@ CSV_COLUMNS = ("transaction", "station", "connector", "idTag", "started_by", "st
 
 
 @admin.register(Transaction)
-class TransactionAdmin(admin.ModelAdmin):
+class TransactionAdmin(ReadOnlyAdmin):
     list_display = ("id", "station", "connector_number", "id_tag", "started_by", "started_at", "stopped_at",
                     "duration", "energy", "cost_display", "state")
     list_display_links = ("id",)
@@ -316,15 +316,6 @@ class TransactionAdmin(admin.ModelAdmin):
         if term.isdigit():
             queryset |= self.get_queryset(request).filter(pk=int(term))
         return queryset, duplicates
-
-    def has_add_permission(self, request) -> bool:
-        return False  # chargers start transactions; staff use remote start
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="connector", ordering="connector__number")
     def connector_number(self, tx: Transaction) -> int:
