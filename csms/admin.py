@@ -7,7 +7,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from csms.admin_filters import InputFilter, ReadOnlyAdmin
+from csms.admin_filters import InputFilter, ReadOnlyAdmin, StationIdFilter
 from csms.models import Event
 
 
@@ -23,15 +23,6 @@ class KindFilter(admin.SimpleListFilter):
         return queryset.filter(kind=self.value()) if self.value() else queryset
 
 
-class StationFilter(InputFilter):
-    title = "station"
-    parameter_name = "station"
-    placeholder = "station id"
-
-    def queryset(self, request, queryset):
-        return queryset.filter(station_id=self.value().strip()) if self.value() else queryset
-
-
 class ActorFilter(InputFilter):
     title = "actor"
     parameter_name = "actor"
@@ -45,7 +36,7 @@ class ActorFilter(InputFilter):
 class EventAdmin(ReadOnlyAdmin):
     list_display = ("seq", "created_at", "kind", "station_id", "actor", "summary")
     list_display_links = ("seq",)
-    list_filter = (KindFilter, StationFilter, ActorFilter, "created_at")
+    list_filter = (KindFilter, StationIdFilter, ActorFilter, "created_at")
     date_hierarchy = "created_at"
     search_fields = ("=station_id", "kind", "actor")
     ordering = ("-seq",)

@@ -26,6 +26,17 @@ class InputFilter(admin.SimpleListFilter):
         }
 
 
+class StationIdFilter(InputFilter):
+    """Rows of one station, by its id (models with a ``station_id`` column)."""
+
+    title = "station"
+    parameter_name = "station"
+    placeholder = "station id"
+
+    def queryset(self, request, queryset):
+        return queryset.filter(station_id=self.value().strip()) if self.value() else queryset
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows written only by the services (events, transactions, sessions): view, never edit."""
 

@@ -41,6 +41,9 @@ CLOSE_ENDED = 4004  # an operator ended the session in the admin
 # A connection always receives these for what its own key started or stopped,
 # subscribed or not: the /ws reply is only "pending", the outcome is an event.
 OWN_KINDS = frozenset({"remote.start.result", "remote.stop.result", "transaction.started", "transaction.stopped"})
+# Wall clock = monotonic + this offset: turns a connection's monotonic times into
+# datetimes without a second clock read per message, and without jitter.
+_WALL_OFFSET = time.time() - time.monotonic()
 _REQUEST_ID = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.){0,128}"|-?\d{1,20})')
 
 
@@ -92,7 +95,7 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     def session_record(self) -> dict[str, Any]:
         """This connection as support sees it (a ``MobileSession`` row)."""
         client = self.scope.get("client") or ("", 0)
-        idle = time.monotonic() - self.last_message_at
+        last_message = int(self.last_message_at + _WALL_OFFSET)  # whole seconds: unchanged until a message
         return {
             "connection_id": self.connection_id,
             "endpoint": self.scope["path"][:20],
@@ -100,7 +103,7 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             "session_id": self.session_id,
             "client_address": f"{client[0]}"[:64],
             "connected_at": self.connected_at,
-            "last_message_at": timezone.now() - dt.timedelta(seconds=round(idle)),
+            "last_message_at": dt.datetime.fromtimestamp(last_message, dt.UTC),
             "subscriptions": self.subscriptions.describe(),
         }
 
@@ -218,14 +221,15 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         id_tag = event["data"].get("idTag")
         return bool(id_tag) and event.get("actor") != self.key.actor and id_tag not in self.key.id_tags
 
-    async def push(self, event: EventMessage) -> None:
-        """Called by the process's push hub for every event, in order."""
+    async def push(self, event: EventMessage) -> bool:
+        """Called by the process's push hub for every event, in order; True if sent."""
         if self.key is None or event["kind"] not in messages.PUBLIC_KINDS:
-            return
+            return False
         own = event["kind"] in OWN_KINDS and event["actor"] == self.key.actor
         if own or self.subscriptions.wants(event, self.dialect.event_name(event["kind"])):
             await self.send(messages.render_cache.push_text(self.dialect, event, self.hides_id_tag(event)))
-            metrics.events_pushed.labels(event["kind"]).inc()
+            return True
+        return False
 
     # --- Session checks (from the process's watcher) -----------------------------------------
 

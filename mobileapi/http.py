@@ -23,6 +23,7 @@ from ninja.security import APIKeyHeader
 
 from mobileapi import services
 from mobileapi.models import Scope
+from mobileapi.snapshots import snapshot
 from stations import commands
 from stations.services import DomainError
 
@@ -177,13 +178,13 @@ class ConnectorStatusOut(Schema):
 @api.get("/stations", response={200: list[StationOut], **ERRORS}, tags=["stations"])
 def list_stations(request):
     need(request, Scope.READ_STATIONS)
-    return services.stations()
+    return async_to_sync(snapshot.stations)()  # the list getStations serves, computed once per change
 
 
 @api.get("/stations/{station_id}", response={200: StationOut, **ERRORS}, tags=["stations"])
 def get_station(request, station_id: str):
     need(request, Scope.READ_STATIONS)
-    for station in services.stations():
+    for station in async_to_sync(snapshot.stations)():
         if station["id"] == station_id:
             return station
     raise HttpError(404, f"Unknown station {station_id}")

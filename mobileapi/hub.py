@@ -29,7 +29,7 @@ log = logging.getLogger("mobileapi.hub")
 
 
 class Listener(Protocol):
-    async def push(self, event: EventMessage) -> None: ...
+    async def push(self, event: EventMessage) -> bool | None: ...  # True: sent to the app
 
 
 class PushHub:
@@ -81,9 +81,10 @@ class PushHub:
             metrics.observe_push(event["ts"])
         for observer in self.observers:
             observer(event)
+        sent = 0
         for n, listener in enumerate(list(self.listeners), 1):
             try:
-                await listener.push(event)
+                sent += bool(await listener.push(event))
             except Exception:  # one broken connection must not cost the others the event
                 metrics.channel_send_failures.labels("push").inc()
                 log.exception("push of %s to one connection failed", event.get("eventId"))
@@ -91,6 +92,8 @@ class PushHub:
                 # Let the server write what is queued: its socket writes wait for
                 # the loop, so without this nobody gets the event before everybody.
                 await asyncio.sleep(0)
+        if sent:  # one counter update per event, not one per connection
+            metrics.events_pushed.labels(event.get("kind", "")).inc(sent)
 
 
 hub = PushHub()

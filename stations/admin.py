@@ -22,9 +22,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from csms.admin_filters import InputFilter, ReadOnlyAdmin
+from csms.admin_filters import ReadOnlyAdmin, StationIdFilter
 from csms.formatting import duration, kwh, money
 from csms.models import Event
 from stations import charts, commands, rules, selectors, services
@@ -273,15 +274,6 @@ class TransactionStateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class TransactionStationFilter(InputFilter):
-    title = "station"
-    parameter_name = "station"
-    placeholder = "station id"
-
-    def queryset(self, request, queryset):
-        return queryset.filter(station_id=self.value().strip()) if self.value() else queryset
-
-
 CSV_COLUMNS = ("transaction", "station", "connector", "idTag", "started_by", "started_at", "stopped_at",
                "duration_s", "energy_kwh", "cost", "currency", "status", "stop_reason")
 
@@ -291,7 +283,7 @@ class TransactionAdmin(ReadOnlyAdmin):
     list_display = ("id", "station", "connector_number", "id_tag", "started_by", "started_at", "stopped_at",
                     "duration", "energy", "cost_display", "state")
     list_display_links = ("id",)
-    list_filter = (TransactionStateFilter, TransactionStationFilter, "started_at", "stopped_at")
+    list_filter = (TransactionStateFilter, StationIdFilter, "started_at", "stopped_at")
     date_hierarchy = "started_at"
     search_fields = ("id_tag",)
     search_help_text = "idTag, or a transaction id"
@@ -429,8 +421,6 @@ def _num(value: float | None, places: int, divide: float = 1) -> str:
 
 
 def _safe(markup: str):
-    from django.utils.safestring import mark_safe
-
     return mark_safe(markup)  # noqa: S308 - built by charts.py from numbers and escaped labels
 
 

@@ -74,9 +74,9 @@ def network_summary(now: dt.datetime | None = None) -> dict[str, Any]:
         .values_list("status", "n")
     )
     offline_connectors = Connector.objects.filter(number__gt=0, station__is_online=False).count()
-    active = Transaction.objects.filter(stopped_at__isnull=True).annotate(register=latest_register())
-    active_energy = sum(max((row["register"] or row["meter_start"]) - row["meter_start"], 0)
-                        for row in active.values("register", "meter_start"))
+    active = list(Transaction.objects.filter(stopped_at__isnull=True).annotate(register=latest_register())
+                  .values_list("register", "meter_start"))
+    active_energy = sum(max((register or start) - start, 0) for register, start in active)
     finished_today = (
         Transaction.objects.filter(stopped_at__gte=today).aggregate(wh=Sum("energy_wh"))["wh"] or 0
     )
@@ -87,7 +87,7 @@ def network_summary(now: dt.datetime | None = None) -> dict[str, Any]:
         "stations_pending": pending,
         "connectors": [(status, by_status.get(status, 0)) for status in _CONNECTOR_ORDER if by_status.get(status)],
         "connectors_offline": offline_connectors,
-        "active_transactions": active.count(),
+        "active_transactions": len(active),
         "transactions_today": Transaction.objects.filter(started_at__gte=today).count(),
         "energy_today_kwh": (finished_today + active_energy) / 1000,
         "today": today,
