@@ -7,6 +7,8 @@ can run it (the production server is chosen by measurement).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "csms.settings")
 
@@ -18,8 +20,17 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from csms.routing import websocket_urlpatterns  # noqa: E402
 from csms.runtime import tune_garbage_collector  # noqa: E402
+from stations.presence import presence  # noqa: E402
 
 # Static files (the admin's) are served by WhiteNoise's middleware, in every mode.
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})
+router = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})
+
+
+async def application(scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+    # The presence rounds (stations/presence.py) need a running event loop:
+    # they start with the first request or connection this process serves.
+    presence.ensure_running()
+    await router(scope, receive, send)
+
 
 tune_garbage_collector()

@@ -33,10 +33,14 @@ class Periodic:
     changed, as between tests); a failing round is logged, never fatal.
     """
 
-    def __init__(self, name: str, interval: Callable[[], float], action: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self, name: str, interval: Callable[[], float], action: Callable[[], Awaitable[None]], *,
+        immediately: bool = False,
+    ) -> None:
         self.name = name
         self.interval = interval
         self.action = action
+        self.immediately = immediately  # first round at once, not after one interval
         self._task: asyncio.Task | None = None
 
     def ensure_running(self) -> None:
@@ -45,9 +49,11 @@ class Periodic:
             self._task = loop.create_task(self._run(), name=self.name)
 
     async def _run(self) -> None:
-        while True:
+        if not self.immediately:
             await asyncio.sleep(self.interval())
+        while True:
             try:
                 await self.action()
             except Exception:
                 log.exception("%s failed", self.name)
+            await asyncio.sleep(self.interval())

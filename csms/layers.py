@@ -8,6 +8,9 @@ runs at most once a second, a group send puts a shallow copy of the message
 on each member's queue directly, and a receive no longer builds a throwaway
 queue per call. Channels 4.3.2 also leaves ``channel_capacity`` uncompiled in
 this layer (any pattern made ``get_capacity`` fail); it is compiled here.
+Channel names carry an id of the layer instance, as channels-redis's do, so
+that a station's channel name tells which process holds its socket (two
+processes on one database must not mistake each other's stations for theirs).
 
 Consumers of this project treat received messages as read-only, which is what
 makes the shallow copy safe.
@@ -16,6 +19,7 @@ makes the shallow copy safe.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from typing import Any
 
@@ -30,6 +34,10 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         if isinstance(self.channel_capacity, dict):
             self.channel_capacity = self.compile_capacities(self.channel_capacity)
         self._next_clean = 0.0
+        self.client_prefix = secrets.token_hex(6)
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        return f"{prefix}.inmemory-{self.client_prefix}!{secrets.token_hex(6)}"
 
     def _queue(self, channel: str) -> asyncio.Queue:
         queue = self.channels.get(channel)

@@ -26,6 +26,8 @@ push_seconds = Histogram("csms_push_latency_seconds", "From an event's creation 
                          buckets=LATENCY_BUCKETS)
 remote_commands = Counter("csms_remote_commands_total", "CSMS-initiated OCPP commands by outcome",
                           ["action", "outcome"])
+processes_declared_dead = Counter("csms_processes_declared_dead_total",
+                                  "Server processes this process found dead (their stations marked offline)")
 channel_send_failures = Counter("csms_channel_send_failures_total", "Channel-layer sends that failed", ["where"])
 
 

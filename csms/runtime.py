@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import socket
 
 from django.conf import settings
 
 log = logging.getLogger("csms")
+
+# How this process is named wherever support or another process sees it
+# (mobile sessions, server processes): host:pid.
+PROCESS_NAME = f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
 def tune_garbage_collector() -> None:

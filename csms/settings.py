@@ -287,9 +287,20 @@ OCPP_ACCEPT_UNKNOWN_IDTAGS = env_bool("OCPP_ACCEPT_UNKNOWN_IDTAGS", not PRODUCTI
 OCPP_COMMAND_TIMEOUT = env_int("OCPP_COMMAND_TIMEOUT", 30)
 # Heartbeats and last-activity are kept in memory and written this often.
 OCPP_ACTIVITY_FLUSH_SECONDS = env_int("OCPP_ACTIVITY_FLUSH_SECONDS", 5)
-# How often each process marks offline the stations the database says it holds
-# but whose socket it does not have (a handshake the server killed midway).
-OCPP_PRESENCE_SWEEP_SECONDS = env_int("OCPP_PRESENCE_SWEEP_SECONDS", 30)
+# Presence (stations/presence.py). Every OCPP_PRESENCE_SWEEP_SECONDS each
+# process vouches for itself in the database, marks offline the stations the
+# database says it holds but whose socket it does not have (a handshake killed
+# midway), and declares dead the processes that have not vouched for
+# themselves for OCPP_PROCESS_TIMEOUT seconds, marking their stations offline.
+# A killed process's stations are thus offline within timeout + sweep seconds
+# (40 s by default), well inside the heartbeat window.
+OCPP_PRESENCE_SWEEP_SECONDS = env_int("OCPP_PRESENCE_SWEEP_SECONDS", 10)
+OCPP_PROCESS_TIMEOUT = env_int("OCPP_PROCESS_TIMEOUT", 30)
+if OCPP_PROCESS_TIMEOUT < 2 * OCPP_PRESENCE_SWEEP_SECONDS:
+    raise ImproperlyConfigured(
+        "OCPP_PROCESS_TIMEOUT must be at least twice OCPP_PRESENCE_SWEEP_SECONDS, "
+        "or a live process that is a little late would be declared dead"
+    )
 # How long a RemoteStartTransaction waits for the charger's StartTransaction.
 OCPP_REMOTE_START_WINDOW = env_int("OCPP_REMOTE_START_WINDOW", 300)
 # Vendors whose DataTransfer messages are acknowledged as Accepted.

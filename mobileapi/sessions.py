@@ -12,8 +12,6 @@ within seconds on every process, without a query per connection.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
 import time
 from typing import Any
 
@@ -25,9 +23,9 @@ from django.utils import timezone
 from csms import metrics
 from csms.consumers import Periodic
 from csms.events import call_service
+from csms.runtime import PROCESS_NAME
 from mobileapi import services
 
-SERVER = f"{socket.gethostname()}:{os.getpid()}"[:100]
 PURGE_EVERY = 3600.0
 
 
@@ -62,7 +60,7 @@ class SessionWatcher:
         key_ids = {c.key.id for c in consumers if c.key is not None}
         metrics.mobile_connections.set(len(consumers))
         metrics.mobile_sessions.set(sum(c.key is not None for c in consumers))
-        sync = await call_service(services.sync_sessions, SERVER, new, changed, ended, key_ids, touch)
+        sync = await call_service(services.sync_sessions, PROCESS_NAME, new, changed, ended, key_ids, touch)
         for connection_id, *_ in ended:
             self._ended.pop(connection_id, None)
         for consumer, row in written.items():

@@ -30,7 +30,8 @@ from stations.presence import presence
 log = logging.getLogger("stations.ocpp")
 
 # Close codes (daphne passes only 1000 and 3000-4999).
-CLOSE_REPLACED = 4001
+CLOSE_REPLACED = 4001  # the station connected again; this older socket goes
+CLOSE_FENCED = 4010  # this process was declared dead while it stalled: reconnect
 MAX_FRAME_BYTES = 256 * 1024
 _UNIQUE_ID = re.compile(r'^\s*\[\s*[234]\s*,\s*"([^"\\]{1,64})"')
 # Charger requests refused while a station is not Accepted (OCPP 1.6 4.2.1).
@@ -159,6 +160,12 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     async def station_replaced(self, message: dict[str, Any]) -> None:
         log.info("[OCPP:replaced] station=%s closing the older connection", self.station_id)
         await self.close(code=CLOSE_REPLACED)
+
+    async def station_fenced(self, message: dict[str, Any]) -> None:
+        # Another process declared this one dead and marked the station
+        # offline; a reconnect registers it again, wherever it lands.
+        log.warning("[OCPP:fenced] station=%s closing: this process was declared dead", self.station_id)
+        await self.close(code=CLOSE_FENCED)
 
     async def station_command(self, message: dict[str, Any]) -> None:
         # Never await the call here: the charger's answer arrives as another

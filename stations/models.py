@@ -240,3 +240,33 @@ class RemoteStartRequest(models.Model):
     transaction = models.OneToOneField(
         Transaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="remote_start"
     )
+
+
+class ServerProcess(models.Model):
+    """A running server process, as the other processes see it.
+
+    Each process refreshes its row every ``OCPP_PRESENCE_SWEEP_SECONDS``. A
+    process killed outright (SIGKILL, a lost host) cannot mark its stations
+    offline, so when its row has not been refreshed for
+    ``OCPP_PROCESS_TIMEOUT`` seconds, the first live process to notice
+    declares it dead and marks offline every station whose socket it held.
+    A process that was only stalled and finds itself declared dead closes its
+    chargers' sockets, so that they reconnect and register afresh.
+    """
+
+    # The channel-name prefix shared by every consumer of the process
+    # ("specific.<layer client id>!"): a station's channel_name starts with it.
+    channel_prefix = models.CharField(max_length=200, unique=True)
+    server = models.CharField(max_length=100, help_text="host:pid")
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(help_text="Last time the process vouched for itself")
+    chargers = models.PositiveIntegerField(default=0, help_text="Charger sockets it held at seen_at")
+    dead_at = models.DateTimeField(null=True, blank=True, help_text="When another process declared it dead")
+
+    class Meta:
+        ordering = ["server"]
+        verbose_name = "server process"
+        verbose_name_plural = "server processes"
+
+    def __str__(self) -> str:
+        return self.server

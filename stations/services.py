@@ -30,6 +30,7 @@ from stations.models import (
     MeterSample,
     RegistrationStatus,
     RemoteStartRequest,
+    ServerProcess,
     Station,
     Tariff,
     Transaction,
@@ -181,6 +182,49 @@ def stations_on_channels(prefix: str) -> list[tuple[str, str]]:
     return list(
         Station.objects.filter(is_online=True, channel_name__startswith=prefix).values_list("id", "channel_name")
     )
+
+
+# --- Presence across processes ------------------------------------------------------
+
+def vouch_for_process(prefix: str, server: str, started_at: dt.datetime, chargers: int, *, first: bool) -> bool:
+    """Refresh this process's row; True if another process had declared it dead.
+
+    ``first``: the first round under this channel prefix (the row is created).
+    """
+    now = timezone.now()
+    mine = ServerProcess.objects.filter(channel_prefix=prefix)
+    if not first and mine.filter(dead_at__isnull=True).update(seen_at=now, chargers=chargers):
+        return False
+    # A first round, or a process that was declared dead (its row marked or
+    # already removed) while it was only stalled: start afresh.
+    ServerProcess.objects.update_or_create(
+        channel_prefix=prefix,
+        defaults={"server": server, "started_at": started_at, "seen_at": now, "chargers": chargers, "dead_at": None},
+    )
+    return not first
+
+
+def release_dead_processes() -> list[str]:
+    """Declare dead the processes silent for ``OCPP_PROCESS_TIMEOUT`` seconds and mark
+    offline every station whose socket they held; return the dead processes' names.
+
+    Idempotent and safe to run from every process at once: a station goes
+    offline (and its ``station.disconnected`` event is written) only once.
+    """
+    now = timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.OCPP_PROCESS_TIMEOUT)
+    # One conditional UPDATE against the dead process's own refresh (which
+    # requires dead_at IS NULL): exactly one of the two wins.
+    ServerProcess.objects.filter(dead_at__isnull=True, seen_at__lt=cutoff).update(dead_at=now)
+    released = []
+    for process in ServerProcess.objects.filter(dead_at__isnull=False):
+        for station_id, channel_name in stations_on_channels(process.channel_prefix):
+            # Its last sign of life is the last moment the process vouched for the socket.
+            station_disconnected(station_id, channel_name, process.seen_at)
+        ServerProcess.objects.filter(pk=process.pk, dead_at__isnull=False).delete()
+        log.warning("server process %s (%s) declared dead: its stations are offline", process.server, process.channel_prefix)
+        released.append(process.server)
+    return released
 
 
 def flush_activity(last_seen: dict[str, dt.datetime]) -> None:
