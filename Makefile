@@ -9,8 +9,16 @@ HOST ?= 0.0.0.0
 # daphne cuts frames over its own limit (1 MiB by default) before the app can
 # answer 413: keep it above the mobile API's limits (1 MiB on /ws).
 DAPHNE_ARGS ?= --websocket-max-message-size 4194304 --websocket-max-frame-size 4194304
+# TLS at daphne itself (wss:// and https:// on TLS_PORT, beside plain :PORT):
+#   make dev-cert && make run TLS_CERT=.local/tls/cert.pem TLS_KEY=.local/tls/key.pem
+TLS_PORT ?= 8443
+ifdef TLS_CERT
+DAPHNE_ARGS += -e ssl:$(TLS_PORT):interface=$(HOST):privateKey=$(TLS_KEY):certKey=$(TLS_CERT)
+# daphne does not tell the app a WebSocket came over TLS; the port does (csms/tls.py).
+export TLS_PORTS = $(TLS_PORT)
+endif
 
-.PHONY: run demo test setup setup-test browser clean
+.PHONY: run demo test setup setup-test browser dev-cert clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +51,14 @@ demo: setup
 	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application & DAPHNE=$$!; \
 	trap 'kill $$DAPHNE 2>/dev/null' EXIT INT TERM; \
 	sleep 2; $(BIN)/python manage.py simulate_charger fora072 --connectors 4 --auto-charge 60 --url ws://127.0.0.1:$(PORT)/ocpp
+
+# A self-signed certificate for localhost, for trying wss:// locally (never for production).
+dev-cert:
+	mkdir -p .local/tls
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \
+	  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+	  -keyout .local/tls/key.pem -out .local/tls/cert.pem 2>/dev/null
+	@echo "wrote .local/tls/cert.pem and key.pem; clients trust it with --ca-file .local/tls/cert.pem"
 
 test: setup-test
 	$(BIN)/ruff check csms stations mobileapi tests bench

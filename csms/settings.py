@@ -244,10 +244,18 @@ CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", PRODUCTION)
 SESSION_COOKIE_HTTPONLY = True
 # Origins allowed to POST to the admin, e.g. https://csms.example.com (needed behind TLS).
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# Behind nginx: trust its X-Forwarded-Proto to know the request came over TLS.
-if env_bool("BEHIND_PROXY", False):
+# Behind nginx: trust its X-Forwarded-Proto to know the request came over TLS
+# (HTTP for Django, WebSockets for csms.tls). Only with the server's port
+# reachable from nginx alone (bound to 127.0.0.1), or clients could claim TLS.
+BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
+# Ports on which the server process terminates TLS itself (daphne's
+# "-e ssl:PORT:privateKey=...:certKey=..." endpoint). Daphne does not tell the
+# application that a WebSocket came over TLS (django/daphne#538), so the port
+# it arrived on does.
+TLS_PORTS = {int(port) for port in env_list("TLS_PORTS", [])}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -281,6 +289,9 @@ OCPP_UNKNOWN_STATIONS = env_choice(
 # Security profile 1: require HTTP Basic auth from every station. A station
 # that has a password set must always present it, whatever this says.
 OCPP_REQUIRE_AUTH = env_bool("OCPP_REQUIRE_AUTH", PRODUCTION)
+# Security profile 2 (with OCPP_REQUIRE_AUTH): refuse chargers not connected
+# over TLS (wss://, at daphne's TLS endpoint or at nginx; see csms/tls.py).
+OCPP_REQUIRE_TLS = env_bool("OCPP_REQUIRE_TLS", False)
 # Accept idTags that are not in the IdTag table (demo and first tries).
 OCPP_ACCEPT_UNKNOWN_IDTAGS = env_bool("OCPP_ACCEPT_UNKNOWN_IDTAGS", not PRODUCTION)
 # Seconds to wait for a charger's answer to a CSMS-initiated command.
@@ -368,5 +379,8 @@ MOBILE_SESSION_CHECK_SECONDS = env_int("MOBILE_SESSION_CHECK_SECONDS", 2)
 # ended sessions are kept this many days.
 MOBILE_SESSION_RECORD_SECONDS = env_int("MOBILE_SESSION_RECORD_SECONDS", 10)
 MOBILE_SESSION_HISTORY_DAYS = env_int("MOBILE_SESSION_HISTORY_DAYS", 30)
+# Refuse mobile connections not made over TLS: an API key must not cross the
+# network in the clear.
+MOBILE_REQUIRE_TLS = env_bool("MOBILE_REQUIRE_TLS", PRODUCTION)
 # The test key of the customer's documents, created by `make run` in development.
 MOBILE_DEV_API_KEY = "" if PRODUCTION else env_str("MOBILE_DEV_API_KEY", "test-mobile-key-123")

@@ -31,8 +31,11 @@ class MobileClient:
         self.events: list[dict] = []  # pushes received while waiting for replies
 
     @classmethod
-    async def connect(cls, server: str, path: str = "/ws", api_key: str | None = None) -> MobileClient:
-        ws = await websockets.connect(f"{server}{path}", max_size=None)
+    async def connect(
+        cls, server: str, path: str = "/ws", api_key: str | None = None, **options: Any
+    ) -> MobileClient:
+        """``options`` go to ``websockets.connect`` (e.g. ``ssl=`` for a wss:// server)."""
+        ws = await websockets.connect(f"{server}{path}", max_size=None, **options)
         client = cls(ws, path.strip("/"))
         if api_key is not None:
             reply = await client.request("auth", {"apiKey": api_key})

@@ -17,12 +17,14 @@ import uuid
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.utils import timezone
 
 import mobileapi.actions  # noqa: F401  (registers the actions)
 from csms import metrics
 from csms.consumers import DirectDispatchMixin
 from csms.events import EventMessage, call_service
+from csms.tls import is_secure
 from mobileapi import messages, services
 from mobileapi.dialects import Dialect
 from mobileapi.errors import ApiError, BadRequest, Forbidden, RateLimited, TooLarge, Unauthorized
@@ -55,6 +57,11 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     # --- Connection ---------------------------------------------------------------
 
     async def connect(self) -> None:
+        self.refused = settings.MOBILE_REQUIRE_TLS and not is_secure(self.scope)
+        if self.refused:
+            log.warning("[WS-API:CONNECT] endpoint=%s refused: not over TLS", self.dialect.name)
+            await self.close()  # before accept(): HTTP 403
+            return
         self.connection_id = uuid.uuid4().hex
         self.connected_at = timezone.now()
         self.key: services.KeyInfo | None = None
@@ -73,6 +80,8 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         log.info("[WS-API:CONNECT] endpoint=%s", self.dialect.name)
 
     async def disconnect(self, code: int) -> None:
+        if self.refused:
+            return
         watcher.discard(self, self.end_reason or f"closed ({code})")
         hub.discard(self)
         self.closed = True

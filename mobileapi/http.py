@@ -14,6 +14,7 @@ from typing import Literal
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest
 from ninja import Field, NinjaAPI, Path, Query, Schema
@@ -32,6 +33,8 @@ class ApiKeyAuth(APIKeyHeader):
     param_name = "X-API-Key"
 
     def authenticate(self, request: HttpRequest, key: str | None) -> services.KeyInfo | None:
+        if settings.MOBILE_REQUIRE_TLS and not request.is_secure():
+            raise HttpError(403, "Use HTTPS: API keys are not accepted over plain HTTP")
         return services.authenticate(key) if key else None
 
 

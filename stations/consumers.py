@@ -17,12 +17,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from ocpp.exceptions import OCPPError
 from ocpp.v16.enums import Action
 
 from csms import metrics
 from csms.consumers import DirectDispatchMixin
 from csms.events import call_service
+from csms.tls import is_secure
 from stations import ocpp16, services
 from stations.activity import tracker
 from stations.presence import presence
@@ -63,6 +65,11 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             log.warning("[OCPP:connect] station=%s refused: no supported subprotocol in %s",
                         self.station_id, self.scope.get("subprotocols"))
             await self.close()  # before accept(): HTTP 403
+            return
+        if settings.OCPP_REQUIRE_TLS and not is_secure(self.scope):
+            log.warning("[OCPP:connect] station=%s refused: not over TLS (security profile 2 required)",
+                        self.station_id)
+            await self.close()
             return
         password = basic_auth_password(self.scope, self.station_id)
         # Registered and routable before the charger sees the socket open, so

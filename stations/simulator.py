@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import logging
 import random
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -364,13 +365,17 @@ async def connect(url: str, station_id: str, password: str | None = None, **kwar
 
 async def run_charger(
     url: str, state: ChargerState, password: str | None = None, *, reconnect: bool = True,
-    auto_charge: float | None = None,
+    auto_charge: float | None = None, ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Connect, boot and serve forever; reconnect with backoff as a real charger does."""
+    """Connect, boot and serve forever; reconnect with backoff as a real charger does.
+
+    ``ssl_context``: for a wss:// URL whose certificate the system does not trust.
+    """
     delay = 1.0
+    options = {"ssl": ssl_context} if ssl_context is not None else {}
     while True:
         try:
-            async with await connect(url, state.station_id, password) as ws:
+            async with await connect(url, state.station_id, password, **options) as ws:
                 charger = SimulatedCharger(state, ws)
                 serving = asyncio.ensure_future(charger.start())
                 status = await charger.boot()

@@ -9,6 +9,8 @@ real daphne processes for the tests about several processes.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import os
 import socket
 import subprocess
@@ -223,12 +225,43 @@ def server_database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost/127.0.0.1, made for this run: (cert, key) PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
 @pytest.fixture
 def daphne_process(transactional_db):
     """Start real daphne processes on the test database; stopped at teardown."""
     processes: list[subprocess.Popen] = []
 
-    def start(env: dict[str, str] | None = None, port: int | None = None) -> tuple[str, subprocess.Popen]:
+    def start(
+        env: dict[str, str] | None = None, port: int | None = None, args: list[str] | None = None
+    ) -> tuple[str, subprocess.Popen]:
         port = port or free_port()
         full_env = {
             **os.environ,
@@ -238,7 +271,8 @@ def daphne_process(transactional_db):
             **(env or {}),
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", *DAPHNE_ARGS, "-b", "127.0.0.1", "-p", str(port), "csms.asgi:application"],
+            [sys.executable, "-m", "daphne", *DAPHNE_ARGS, "-b", "127.0.0.1", "-p", str(port), *(args or []),
+             "csms.asgi:application"],
             cwd=ROOT,
             env=full_env,
             stdout=subprocess.DEVNULL,

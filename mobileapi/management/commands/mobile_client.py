@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -29,6 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--id-tag", default="MOBILE_TEST_USER")
         parser.add_argument("--no-charge", action="store_true", help="Read-only: skip start/stop charging")
         parser.add_argument("--timeout", type=float, default=30.0, help="Seconds to wait for each event")
+        parser.add_argument("--ca-file", help="Trust this CA or self-signed certificate for a wss:// URL")
 
     def handle(self, *args, **options):
         try:
@@ -42,7 +44,8 @@ class Command(BaseCommand):
 
     async def scenario(self, options) -> None:
         url, endpoint, timeout = options["url"].rstrip("/"), options["endpoint"], options["timeout"]
-        client = await MobileClient.connect(url, endpoint)
+        tls = {"ssl": ssl.create_default_context(cafile=options["ca_file"])} if options["ca_file"] else {}
+        client = await MobileClient.connect(url, endpoint, **tls)
         try:
             auth = await client.result("auth", {"apiKey": options["api_key"]})
             self.step("auth", auth)

@@ -1,9 +1,10 @@
-"""python manage.py simulate_charger <stationId> --connectors N --url ws://HOST:PORT/ocpp"""
+"""python manage.py simulate_charger <stationId> --connectors N --url ws://HOST:PORT/ocpp [--ca-file CERT]"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -23,6 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--meter-interval", type=float, default=5.0, help="Seconds between MeterValues")
         parser.add_argument("--auto-charge", type=float, metavar="SECONDS",
                             help="Drivers start local sessions (RFID) about every SECONDS per connector")
+        parser.add_argument("--ca-file", help="Trust this CA or self-signed certificate for a wss:// URL")
 
     def handle(self, *args, **options):
         logging.getLogger("stations.simulator").setLevel(logging.INFO)
@@ -30,6 +32,8 @@ class Command(BaseCommand):
         state = ChargerState.new(options["station_id"], options["connectors"], options["meter_interval"])
         self.stdout.write(f"Simulating {state.station_id} with {options['connectors']} connectors on {options['url']}")
         try:
-            asyncio.run(run_charger(options["url"], state, options["password"], auto_charge=options["auto_charge"]))
+            context = ssl.create_default_context(cafile=options["ca_file"]) if options["ca_file"] else None
+            asyncio.run(run_charger(options["url"], state, options["password"], auto_charge=options["auto_charge"],
+                                    ssl_context=context))
         except KeyboardInterrupt:
             pass
