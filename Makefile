@@ -18,7 +18,7 @@ DAPHNE_ARGS += -e ssl:$(TLS_PORT):interface=$(HOST):privateKey=$(TLS_KEY):certKe
 export TLS_PORTS = $(TLS_PORT)
 endif
 
-.PHONY: run demo test setup setup-test browser dev-cert clean
+.PHONY: run demo test setup setup-test system-packages dev-cert clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,15 +33,20 @@ setup: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --no-input -v0
 	$(BIN)/python manage.py bootstrap_dev
 
-# The admin's browser tests drive Debian's Chromium (never a downloaded one).
+# Debian packages the suite drives: Chromium for the admin's browser tests
+# (never a downloaded browser), nginx for the deployment's config.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-browser:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
-	  echo "Installing Debian's chromium and chromium-driver for the browser tests"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian's$$missing for the tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-setup-test: $(VENV)/.dev browser
+setup-test: $(VENV)/.dev system-packages
 
 run: setup
 	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application

@@ -256,6 +256,11 @@ if BEHIND_PROXY:
 # application that a WebSocket came over TLS (django/daphne#538), so the port
 # it arrived on does.
 TLS_PORTS = {int(port) for port in env_list("TLS_PORTS", [])}
+if BEHIND_PROXY:
+    # nginx redirects to HTTPS and sends HSTS (deploy/nginx/csms.conf). The
+    # processes serve plain HTTP to nginx and to Prometheus, so they must not
+    # redirect or send HSTS themselves.
+    SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
