@@ -236,7 +236,7 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION
 if not PRODUCTION:  # nothing collected in development: the finders serve the files
-    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 # Cookies only over HTTPS in production (TLS at nginx or at daphne).
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", PRODUCTION)
