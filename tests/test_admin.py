@@ -6,13 +6,18 @@ in-process server), through Django's AsyncClient in the same event loop.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
+import http.cookiejar
 import io
 import re
+import time
+import urllib.parse
+import urllib.request
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.test import AsyncClient, Client
 from django.urls import reverse
 from django.utils import timezone
@@ -22,7 +27,7 @@ from mobileapi import services as mobile_services
 from mobileapi.models import ApiKey, MobileSession
 from stations import rules, selectors, services
 from stations.models import Connector, IdTag, MeterSample, Station, Tariff, Transaction
-from tests.admin_support import make_superuser, make_support
+from tests.admin_support import PASSWORD, make_superuser, make_support
 from tests.conftest import eventually
 from tests.test_mobile_sessions import closed_code
 
@@ -300,9 +305,25 @@ def test_events_are_read_only_and_filterable(agent):
 
 # --- Charger actions against a live charger ---------------------------------------------------
 
+class ServerLikeAsyncClient(AsyncClient):
+    """AsyncClient, with each request in a ThreadSensitiveContext as Django's ASGIHandler does.
+
+    Without it a sync admin view runs in the process-wide ORM thread and blocks it
+    while it waits for the charger's answer; the consumer's service calls (a
+    MeterValues arriving just before the answer) then wait for that thread, and
+    the answer, queued behind them, is read only after the command timed out. Under
+    a real server each request has a thread of its own (tests/test_admin.py
+    ::test_a_charger_busy_with_meter_values_answers_the_admin_at_once).
+    """
+
+    async def request(self, **request):
+        async with ThreadSensitiveContext():
+            return await super().request(**request)
+
+
 @pytest.fixture
 async def async_agent(transactional_db) -> AsyncClient:
-    client = AsyncClient()
+    client = ServerLikeAsyncClient()
     user = await sync_to_async(make_support)()
     await client.aforce_login(user)
     return client
@@ -337,6 +358,52 @@ async def test_remote_start_and_stop_from_the_station_page(charger_factory, asyn
     await eventually(stopped)
     listing = (await async_agent.get(reverse("admin:stations_transaction_changelist"))).content.decode()
     assert "staff: agent" in listing
+
+
+class BrowserSession:
+    """A staff member's browser against the live server: cookies, CSRF, redirects (urllib)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def open(self, path: str, data: dict | None = None) -> str:
+        body = None
+        if data is not None:
+            token = next(c.value for c in self.jar if c.name == "csrftoken")
+            body = urllib.parse.urlencode({**data, "csrfmiddlewaretoken": token}).encode()
+        request = urllib.request.Request(self.base + path, data=body, headers={"Referer": self.base + path})
+        with self.opener.open(request, timeout=30) as response:
+            return response.read().decode()
+
+    def login(self, username: str) -> None:
+        self.open(reverse("admin:login"))
+        self.open(reverse("admin:login"), {"username": username, "password": PASSWORD, "next": "/admin/"})
+
+
+async def test_a_charger_busy_with_meter_values_answers_the_admin_at_once(server, charger_factory):
+    """Through the real ASGI handler a sync admin view waits for the charger in a thread of its
+    own, never in the ORM thread the charger's own messages need: a charger sending MeterValues
+    every 2 ms still answers RemoteStop at once (in the ORM thread, it took the 5 s timeout)."""
+    await sync_to_async(make_support)()
+    await charger_factory("fora072", connectors=1, meter_interval=0.002)
+    browser = BrowserSession(server.replace("ws://", "http://"))
+    await asyncio.to_thread(browser.login, "agent")
+    operate = reverse("admin:stations_station_operate", args=["fora072", "remote_start"])
+    page = await asyncio.to_thread(browser.open, operate, {"connector": "1", "id_tag": "BUSY-1"})
+    assert "the charger answered Accepted" in page
+
+    async def started():
+        return await Transaction.objects.filter(station_id="fora072", stopped_at__isnull=True).afirst()
+
+    tx = await eventually(started)
+    await asyncio.sleep(0.3)  # MeterValues flowing
+    operate = reverse("admin:stations_station_operate", args=["fora072", "remote_stop"])
+    began = time.monotonic()
+    page = await asyncio.to_thread(browser.open, operate, {"transaction": str(tx.pk)})
+    assert "the charger answered Accepted" in page
+    assert time.monotonic() - began < 2
 
 
 async def test_every_command_is_answered_and_logged(charger_factory, async_agent):
