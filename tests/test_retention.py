@@ -9,6 +9,7 @@ from io import StringIO
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
+from django.db import connections
 from django.utils import timezone
 
 from csms.models import Event
@@ -63,9 +64,15 @@ async def test_prune_while_a_charger_sends_meter_values(charger_factory):
     await sync_to_async(old_data)()
     await charger_factory("fora072", connectors=1, meter_interval=0.05)
     assert await commands.remote_start("fora072", 1, "LIVE-1") == "Accepted"
-    prune = asyncio.create_task(sync_to_async(call_command, thread_sensitive=False)(
-        "prune_data", "--meter-samples-days", "90", "--events-days", "30", "--batch", "1", "--pause", "0.01",
-        stdout=StringIO()))
+
+    def prune_in_another_thread():  # as the command runs beside the server, in a process of its own
+        try:
+            call_command("prune_data", "--meter-samples-days", "90", "--events-days", "30", "--batch", "1",
+                         "--pause", "0.01", stdout=StringIO())
+        finally:
+            connections.close_all()  # or PostgreSQL refuses to drop the test database at the end
+
+    prune = asyncio.create_task(sync_to_async(prune_in_another_thread, thread_sensitive=False)())
 
     async def pruned():
         return prune.done() and not await Event.objects.filter(created_at__lt=timezone.now() - dt.timedelta(days=30)
