@@ -13,6 +13,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -30,7 +31,7 @@ from csms.formatting import duration, kwh, money
 from csms.models import Event
 from stations import charts, commands, rules, selectors, services
 from stations.admin_operations import OPERATIONS, PANEL, ChangeConfigurationForm, RegistrationForm, actor_of
-from stations.models import Connector, IdTag, MeterSample, Station, Tariff, Transaction
+from stations.models import Connector, IdTag, MeterSample, ServerProcess, Station, Tariff, Transaction
 
 RECENT = 15
 MAX_SAMPLES_SHOWN = 500
@@ -471,3 +472,17 @@ class TariffAdmin(admin.ModelAdmin):
         tariff.is_default = True
         services.save_tariff(tariff)
         self.message_user(request, f"{tariff.name} is now the default tariff.")
+
+
+@admin.register(ServerProcess)
+class ServerProcessAdmin(ReadOnlyAdmin):
+    """Which server processes are alive and how many chargers each holds (presence.py writes
+    the rows; a process silent for OCPP_PROCESS_TIMEOUT disappears once its stations are released)."""
+
+    list_display = ("server", "chargers", "seen_at", "alive", "started_at", "channel_prefix")
+    ordering = ("server",)
+
+    @admin.display(boolean=True, description="alive")
+    def alive(self, process: ServerProcess) -> bool:
+        silent = (timezone.now() - process.seen_at).total_seconds()
+        return process.dead_at is None and silent < settings.OCPP_PROCESS_TIMEOUT

@@ -26,7 +26,7 @@ from csms.models import Event
 from mobileapi import services as mobile_services
 from mobileapi.models import ApiKey, MobileSession
 from stations import rules, selectors, services
-from stations.models import Connector, IdTag, MeterSample, Station, Tariff, Transaction
+from stations.models import Connector, IdTag, MeterSample, ServerProcess, Station, Tariff, Transaction
 from tests.admin_support import PASSWORD, make_superuser, make_support
 from tests.conftest import eventually
 from tests.test_mobile_sessions import closed_code
@@ -70,7 +70,7 @@ def finished_tx(station_row: Station, *, tx_id_tag: str = "RFID-1", energy_wh: i
 # --- Permissions -----------------------------------------------------------------------
 
 SUPPORT_CAN_VIEW = ["stations_station", "stations_transaction", "stations_idtag", "stations_tariff",
-                    "csms_event", "mobileapi_apikey", "mobileapi_mobilesession"]
+                    "csms_event", "mobileapi_apikey", "mobileapi_mobilesession", "stations_serverprocess"]
 
 
 @pytest.mark.parametrize("model", SUPPORT_CAN_VIEW)
@@ -301,6 +301,19 @@ def test_events_are_read_only_and_filterable(agent):
     event = Event.objects.get(kind="station.command")
     assert agent.post(reverse("admin:csms_event_change", args=[event.pk]), {}).status_code == 403
     assert agent.post(reverse("admin:csms_event_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
+
+
+def test_server_processes_show_who_is_alive(agent, settings):
+    now = timezone.now()
+    ServerProcess.objects.create(channel_prefix="specific.a!", server="host-a:101", started_at=now, seen_at=now,
+                                 chargers=1200)
+    ServerProcess.objects.create(channel_prefix="specific.b!", server="host-b:202", started_at=now,
+                                 seen_at=now - dt.timedelta(seconds=settings.OCPP_PROCESS_TIMEOUT + 5), chargers=900)
+    page = agent.get(reverse("admin:stations_serverprocess_changelist")).content.decode()
+    rows = re.findall(r"<tr>.*?</tr>", page, re.S)
+    alive = {name: "icon-yes" in row for row in rows for name in ("host-a:101", "host-b:202") if name in row}
+    assert alive == {"host-a:101": True, "host-b:202": False}
+    assert "1200" in page
 
 
 # --- Charger actions against a live charger ---------------------------------------------------
