@@ -34,6 +34,8 @@ def check(**env: str) -> subprocess.CompletedProcess:
         ({"CSMS_ENV": "production", "DJANGO_SECRET_KEY": GOOD_KEY, "ALLOWED_HOSTS": "csms.example.com",
           "CSMS_PROCESSES": "4", "REDIS_URL": ""}, "CSMS_PROCESSES=4 needs REDIS_URL"),
         ({"DJANGO_DEBUG": "maybe"}, "is not a boolean"),
+        # A live process a little late must not be declared dead by the others.
+        ({"OCPP_PRESENCE_SWEEP_SECONDS": "10", "OCPP_PROCESS_TIMEOUT": "15"}, "at least twice"),
     ],
 )
 def test_production_refuses_unsafe_settings(env, complaint):
