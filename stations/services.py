@@ -165,13 +165,21 @@ def station_connected(station_id: str, channel_name: str) -> str:
     return previous
 
 
-def station_disconnected(station_id: str, channel_name: str, last_activity: dt.datetime | None = None) -> bool:
-    """Mark the station offline if this channel still holds it; True if it did."""
+def station_disconnected(
+    station_id: str, channel_name: str, last_activity: dt.datetime | None = None, *, keep_activity: bool = False
+) -> bool:
+    """Mark the station offline if this channel still holds it; True if it did.
+
+    ``last_activity``: the holder's unflushed last-activity time (default: now,
+    the socket closed now); ``keep_activity``: leave the stored one (nobody saw
+    the socket close).
+    """
     now = timezone.now()
+    changes: dict[str, Any] = {"is_online": False, "channel_name": ""}
+    if not keep_activity:
+        changes["last_activity"] = last_activity or now
     with transaction.atomic():
-        updated = Station.objects.filter(pk=station_id, channel_name=channel_name, is_online=True).update(
-            is_online=False, channel_name="", last_activity=last_activity or now
-        )
+        updated = Station.objects.filter(pk=station_id, channel_name=channel_name, is_online=True).update(**changes)
         if updated:
             emit("station.disconnected", station_id, {"stationId": station_id, "timestamp": iso(now)})
     return bool(updated)
@@ -219,10 +227,9 @@ def release_dead_processes() -> list[str]:
     released = []
     for process in ServerProcess.objects.filter(dead_at__isnull=False):
         for station_id, channel_name in stations_on_channels(process.channel_prefix):
-            # Its last sign of life is the last moment the process vouched for the socket.
-            station_disconnected(station_id, channel_name, process.seen_at)
+            # Its last activity stays the last one its process wrote down.
+            station_disconnected(station_id, channel_name, keep_activity=True)
         ServerProcess.objects.filter(pk=process.pk, dead_at__isnull=False).delete()
-        log.warning("server process %s (%s) declared dead: its stations are offline", process.server, process.channel_prefix)
         released.append(process.server)
     return released
 
