@@ -251,16 +251,15 @@ BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
 if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
+    # nginx redirects to HTTPS and sends HSTS (deploy/nginx/csms.conf). The
+    # processes serve plain HTTP to nginx and to Prometheus, so they must not
+    # redirect or send HSTS themselves.
+    SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 # Ports on which the server process terminates TLS itself (daphne's
 # "-e ssl:PORT:privateKey=...:certKey=..." endpoint). Daphne does not tell the
 # application that a WebSocket came over TLS (django/daphne#538), so the port
 # it arrived on does.
 TLS_PORTS = {int(port) for port in env_list("TLS_PORTS", [])}
-if BEHIND_PROXY:
-    # nginx redirects to HTTPS and sends HSTS (deploy/nginx/csms.conf). The
-    # processes serve plain HTTP to nginx and to Prometheus, so they must not
-    # redirect or send HSTS themselves.
-    SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
