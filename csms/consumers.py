@@ -26,6 +26,43 @@ class DirectDispatchMixin:
         await handler(message)
 
 
+class TeardownMixin:
+    """``disconnect()`` runs however the consumer ends, not only on a clean close.
+
+    Channels calls ``disconnect()`` only when the server reports the socket
+    closed. When a handler raises instead, the exception leaves ``__call__``,
+    the server closes the socket (1011) and forgets the application: nothing
+    told the push hub, the session watcher or the station's row (measured: the
+    admin showed the session live and the station stayed online on a dead
+    channel until the process restarted). So whatever ends ``__call__`` - an
+    exception, or the server cancelling the application - ``disconnect(1011)``
+    runs first if it had not.
+    """
+
+    _torn_down = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            log.exception("%s crashed; tearing it down", type(self).__name__)
+            raise
+        finally:
+            if not self._torn_down:
+                await self._teardown()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self._torn_down = True
+        await super().websocket_disconnect(message)
+
+    async def _teardown(self) -> None:
+        self._torn_down = True
+        try:
+            await self.disconnect(1011)
+        except Exception:
+            log.exception("%s: disconnect() failed during teardown", type(self).__name__)
+
+
 class Periodic:
     """Run ``action`` every ``interval()`` seconds in the running event loop.
 

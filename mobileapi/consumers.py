@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import re
 import time
@@ -21,8 +20,8 @@ from django.conf import settings
 from django.utils import timezone
 
 import mobileapi.actions  # noqa: F401  (registers the actions)
-from csms import metrics
-from csms.consumers import DirectDispatchMixin
+from csms import metrics, wire
+from csms.consumers import DirectDispatchMixin, TeardownMixin
 from csms.events import EventMessage, call_service
 from csms.tls import is_secure
 from mobileapi import messages, services
@@ -46,10 +45,14 @@ OWN_KINDS = frozenset({"remote.start.result", "remote.stop.result", "transaction
 # Wall clock = monotonic + this offset: turns a connection's monotonic times into
 # datetimes without a second clock read per message, and without jitter.
 _WALL_OFFSET = time.time() - time.monotonic()
-_REQUEST_ID = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.){0,128}"|-?\d{1,20})')
+_REQUEST_ID = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.){0,128}"|-?\d{1,20}(?=\s*[,}]))')
+# Requests are flat ({id, action, params: {...}}); no action takes a list of
+# more than 50 items.
+REQUEST_LIMITS = wire.Limits(max_depth=8, max_items=256)
 
 
-class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
+class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
+    refused = True  # until connect() accepts: nothing to tear down
     def __init__(self, dialect: Dialect, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dialect = dialect  # as_asgi(dialect=WS) or as_asgi(dialect=MOBILE_CLIENT)
@@ -135,6 +138,9 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             self._log(action, error.code, began)
             await self.send(messages.error_message(request_id, error.code, error.message, **error.extra))
             return
+        except Exception:  # a bug, not the client's fault: answer 500, keep the connection
+            await self._reply(self._internal_error(action, request_id))
+            return
         if spec.detached:
             task = asyncio.create_task(self._run(spec, request_id, params, began))
             self.tasks.add(task)
@@ -148,8 +154,8 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         if match is None:
             return None
         try:
-            return json.loads(match.group(1))
-        except ValueError:
+            return wire.parse(match.group(1), REQUEST_LIMITS)
+        except wire.WireError:  # e.g. a lone surrogate: it could not be sent back
             return None
 
     def _check_limits(self, raw: str) -> None:
@@ -163,9 +169,9 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     @staticmethod
     def _parse(raw: str) -> dict[str, Any]:
         try:
-            request = json.loads(raw)
-        except ValueError as error:
-            raise BadRequest(f"Invalid JSON: {error}") from None
+            request = wire.parse(raw, REQUEST_LIMITS)
+        except wire.WireError as error:
+            raise BadRequest(str(error)) from None
         if not isinstance(request, dict):
             raise BadRequest("A request must be a JSON object {id, action, params}")
         if "id" in request and not isinstance(request["id"], (str, int, float, type(None))):
@@ -197,13 +203,21 @@ class MobileConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             await self._reply(messages.error_message(request_id, error.code, message, **extra))
             return
         except Exception:
-            correlation_id = f"err-{uuid.uuid4().hex[:12]}"
-            log.exception("[WS-API:%s] internal error correlationId=%s key=%s", spec.name.upper(), correlation_id,
-                          self.key.id if self.key else "-")
-            await self._reply(messages.error_message(request_id, 500, "Internal error", correlation_id=correlation_id))
+            await self._reply(self._internal_error(spec.name, request_id))
             return
         self._log(spec.name, 200, began)
-        await self._reply(messages.result_message(request_id, result))
+        try:
+            text = messages.result_message(request_id, result)
+        except ValueError:  # e.g. a non-finite number: never send non-standard JSON
+            text = self._internal_error(spec.name, request_id)
+        await self._reply(text)
+
+    def _internal_error(self, action: str, request_id: Any) -> str:
+        """Log the traceback under a correlation id; the client gets that id with a 500."""
+        correlation_id = f"err-{uuid.uuid4().hex[:12]}"
+        log.exception("[WS-API:%s] internal error correlationId=%s key=%s", wire.excerpt(action.upper(), 64),
+                      correlation_id, self.key.id if self.key else "-")
+        return messages.error_message(request_id, 500, "Internal error", correlation_id=correlation_id)
 
     async def _reply(self, text: str) -> None:
         if not self.closed:  # a detached action may finish after the app has gone

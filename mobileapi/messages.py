@@ -34,7 +34,8 @@ _UPDATE_FIELDS = ("stationId", "connectorId", "transactionId", "timestamp", "ene
 
 
 def dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: NaN and Infinity are not JSON, and no client must get them.
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class RawJson:

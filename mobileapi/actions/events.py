@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from django.utils.dateparse import parse_datetime
-
+from csms import wire
 from csms.events import call_service
 from mobileapi import messages, services
 from mobileapi.errors import BadRequest, NotFound
@@ -89,11 +88,9 @@ async def get_events_since(conn, params):
             raise BadRequest(f"params.eventId: {error}") from None
     elif "since" in params:
         try:
-            since = parse_datetime(params["since"])
-        except ValueError:
-            since = None
-        if since is None or since.tzinfo is None:
-            raise BadRequest("params.since: expected an ISO 8601 time with a zone, e.g. 2025-10-24T16:00:00.000Z")
+            since = wire.parse_client_time(params["since"])
+        except wire.WireError as error:
+            raise BadRequest(f"params.since: {error}") from None
     else:
         raise BadRequest("params: give 'eventId' or 'since'")
     events, has_more = await call_service(
