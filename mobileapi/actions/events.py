@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from csms import wire
 from csms.events import call_service
 from mobileapi import messages, services
@@ -24,6 +26,11 @@ async def subscribe(conn, params):
     problem = check_patterns(patterns)
     if problem:
         raise BadRequest(f"params.{problem}")
+    if len(conn.subscriptions) >= settings.MOBILE_MAX_SUBSCRIPTIONS:
+        # Each one is checked for every event pushed, and recorded for support:
+        # a connection may not grow them without bound.
+        raise BadRequest(f"Too many subscriptions (at most {settings.MOBILE_MAX_SUBSCRIPTIONS} per connection): "
+                         "unsubscribe one first")
     station_id = params.get("stationId")
     if station_id is not None:
         await call_service(services.require_station, station_id)
