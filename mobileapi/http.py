@@ -295,13 +295,9 @@ class CommandOut(Schema):
           tags=["commands"], summary="RemoteStartTransaction; answers with the charger's status")
 def start(request, station_id: str, connector_id: int = Path(..., ge=1, le=1000), body: StartIn | None = None):
     key = need(request, Scope.WRITE_CHARGING)
-    id_tag = body.idTag if body else None
+    id_tag = services.permitted_id_tag(key, body.idTag if body else None)  # the WebSocket API's rule (403)
     if id_tag is None:
-        if len(key.id_tags) != 1:
-            raise HttpError(400, "body.idTag is required")
-        id_tag = next(iter(key.id_tags))
-    elif key.id_tags and id_tag not in key.id_tags:
-        raise HttpError(403, f"idTag {id_tag} is not bound to this API key")
+        raise HttpError(400, "body.idTag is required")
     correlation_id = f"corr-{int(time.time() * 1000)}-{station_id}-{connector_id}"
     status = async_to_sync(commands.remote_start)(station_id, connector_id, id_tag, correlation_id=correlation_id,
                                                    api_key_id=key.id, actor=key.actor)

@@ -8,6 +8,7 @@ ISO times); the dialect shapes it on the way out.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,9 @@ from mobileapi.messages import PUBLIC_KINDS
 from mobileapi.models import ApiKey, MobileSession, Scope, generate_key, hash_key
 from stations import rules
 from stations.models import Connector, IdTag, MeterSample, Station, Transaction
-from stations.services import NotFound, iso
+from stations.services import DomainError, NotFound, iso
+
+log = logging.getLogger("mobileapi")
 
 _EVENT_ID = re.compile(r"^evt-(\d+)-(\d+)$")
 
@@ -283,8 +286,37 @@ def _session_energy(sample: MeterSample) -> float | None:
 
 # --- Transactions -----------------------------------------------------------------
 
+class IdTagNotPermitted(DomainError):
+    code = 403
+
+
+def permitted_id_tag(key: KeyInfo, requested: str | None) -> str | None:
+    """The idTag this key may start charging with: the rule of every API (WebSocket and /api/).
+
+    A tag bound to a key is that key's alone; a key bound to tags may use only
+    those. Read from the database, not the connection's copy, so a binding
+    changed in the admin applies at once. With no tag requested, a key bound
+    to exactly one uses it; otherwise None (the caller reports the missing
+    field in its own words). Raises IdTagNotPermitted (403).
+    """
+    own = set(IdTag.objects.filter(api_keys=key.id).values_list("id_tag", flat=True))
+    if requested is None:
+        return next(iter(own)) if len(own) == 1 else None
+    if requested in own:
+        return requested
+    if own:
+        raise IdTagNotPermitted(f"idTag {requested} is not bound to this API key")
+    if ApiKey.objects.filter(id_tags__id_tag=requested).exists():
+        raise IdTagNotPermitted(f"idTag {requested} is bound to another API key")
+    return requested
+
+
 def _mine(key: KeyInfo) -> Q:
-    return Q(started_by_key_id=key.id) | Q(id_tag__in=key.id_tags)
+    # A transaction started over the API is the starting key's; one started
+    # otherwise (an RFID card at the charger, support in the admin) is the key's
+    # its tag is bound to. A session another key started with this key's tag
+    # (possible before permitted_id_tag) stays the starter's alone.
+    return Q(started_by_key_id=key.id) | Q(id_tag__in=key.id_tags, started_by_key__isnull=True)
 
 
 def owns_transaction(key: KeyInfo, transaction_id: int | None, station_id: str | None, connector_id: int | None) -> bool:

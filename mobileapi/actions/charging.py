@@ -35,15 +35,12 @@ def _run_in_background(coroutine) -> None:
     task.add_done_callback(_background.discard)
 
 
-def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
-    """The idTag to start with: a key bound to idTags may only use those."""
-    if requested is None:
-        if len(key.id_tags) == 1:
-            return next(iter(key.id_tags))
+async def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
+    """The idTag to start with, by the rule every API shares (services.permitted_id_tag: 403)."""
+    id_tag = await call_service(services.permitted_id_tag, key, requested)
+    if id_tag is None:
         raise BadRequest("params: 'idTag' is a required property")
-    if key.id_tags and requested not in key.id_tags:
-        raise Forbidden(f"idTag {requested} is not bound to this API key")
-    return requested
+    return id_tag
 
 
 @action(
@@ -55,7 +52,7 @@ def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
 )
 async def start_charging(conn, params):
     station_id, connector_id = params["stationId"], params["connectorId"]
-    id_tag = _id_tag_for(conn.key, params.get("idTag"))
+    id_tag = await _id_tag_for(conn.key, params.get("idTag"))
     correlation_id = f"corr-{int(time.time() * 1000)}-{station_id}-{connector_id}"
     await commands.prepare_remote_start(
         station_id, connector_id, id_tag, correlation_id=correlation_id, api_key_id=conn.key.id
