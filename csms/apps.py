@@ -10,6 +10,7 @@ class CsmsConfig(AppConfig):
     verbose_name = "Event log"
 
     def ready(self) -> None:
+        from csms import checks  # noqa: F401  (registers the production warnings)
         from csms.permissions import ensure_groups
 
         post_migrate.connect(ensure_groups, dispatch_uid="csms.ensure_groups")

@@ -18,6 +18,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from csms.checks import log_startup_warnings  # noqa: E402
 from csms.routing import websocket_urlpatterns  # noqa: E402
 from csms.runtime import tune_garbage_collector  # noqa: E402
 from stations.presence import presence  # noqa: E402
@@ -34,3 +35,4 @@ async def application(scope: dict[str, Any], receive: Callable, send: Callable) 
 
 
 tune_garbage_collector()
+log_startup_warnings()  # production: unsafe settings and the development key, in the server's log

@@ -263,6 +263,21 @@ TLS_PORTS = {int(port) for port in env_list("TLS_PORTS", [])}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Failed authentications (csms/lockout.py) ----------------------------------------
+
+# Per client address and per process: after AUTH_FAILURE_LIMIT wrong API keys
+# (mobile auth on both endpoints and /api/ together) or wrong station passwords
+# (OCPP basic auth) within AUTH_FAILURE_WINDOW seconds, the address is refused
+# for AUTH_LOCKOUT_SECONDS, twice as long at each further lockout up to
+# AUTH_LOCKOUT_MAX_SECONDS. AUTH_FAILURE_LIMIT=0 turns the lockout off. Generous
+# by default: many phones can share one carrier address.
+AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 10)
+AUTH_FAILURE_WINDOW = env_int("AUTH_FAILURE_WINDOW", 60)
+AUTH_LOCKOUT_SECONDS = env_int("AUTH_LOCKOUT_SECONDS", 60)
+AUTH_LOCKOUT_MAX_SECONDS = env_int("AUTH_LOCKOUT_MAX_SECONDS", 900)
+# Addresses remembered per budget (bounded memory; the oldest are forgotten first).
+AUTH_LOCKOUT_MAX_ADDRESSES = env_int("AUTH_LOCKOUT_MAX_ADDRESSES", 10_000)
+
 # --- Metrics ----------------------------------------------------------------------
 
 # Bearer token for /metrics. Unset: open in development, off (404) in production.
@@ -387,4 +402,11 @@ MOBILE_SESSION_HISTORY_DAYS = env_int("MOBILE_SESSION_HISTORY_DAYS", 30)
 # network in the clear.
 MOBILE_REQUIRE_TLS = env_bool("MOBILE_REQUIRE_TLS", PRODUCTION)
 # The test key of the customer's documents, created by `make run` in development.
-MOBILE_DEV_API_KEY = "" if PRODUCTION else env_str("MOBILE_DEV_API_KEY", "test-mobile-key-123")
+DOCUMENTED_TEST_API_KEY = "test-mobile-key-123"
+MOBILE_DEV_API_KEY = "" if PRODUCTION else env_str("MOBILE_DEV_API_KEY", DOCUMENTED_TEST_API_KEY)
+# A database first set up in development keeps that key: production refuses it
+# at authentication (and warns at start while it is in the database), with any
+# other key MOBILE_DEV_API_KEY names. See csms/checks.py.
+MOBILE_REFUSED_KEYS = (
+    frozenset(filter(None, {DOCUMENTED_TEST_API_KEY, env_str("MOBILE_DEV_API_KEY")})) if PRODUCTION else frozenset()
+)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -67,7 +68,18 @@ def set_key_active(key_id: int, active: bool) -> None:
     ApiKey.objects.filter(pk=key_id).update(is_active=active)
 
 
+class KeyRefused(DomainError):
+    """A key that exists but must not be used here (the development key in production)."""
+
+    code = 401
+
+
 def authenticate(raw_key: str) -> KeyInfo | None:
+    """The active key's info, or None. Raises KeyRefused for the development key in production."""
+    if raw_key in settings.MOBILE_REFUSED_KEYS:
+        log.warning("refused the development API key %s…: CSMS_ENV=production does not accept it; delete it in "
+                    "the admin (API keys)", raw_key[:8])
+        raise KeyRefused("The development test key is refused in production")
     key = ApiKey.objects.filter(key_hash=hash_key(raw_key), is_active=True).first()
     if key is None:
         return None

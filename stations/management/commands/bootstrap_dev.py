@@ -37,4 +37,7 @@ class Command(BaseCommand):
         if not raw or ApiKey.objects.filter(key_hash=hash_key(raw)).exists():
             return
         create_api_key("Documents' test key (development)", list(Scope.values), raw_key=raw)
-        self.stdout.write(self.style.SUCCESS(f"Created the mobile API test key {raw} with scopes {', '.join(Scope.values)}"))
+        self.stdout.write(self.style.SUCCESS(
+            f"Created the mobile API test key {raw} with scopes {', '.join(Scope.values)} "
+            "(development only: CSMS_ENV=production refuses it and warns while it is in the database)"
+        ))
