@@ -29,6 +29,11 @@ remote_commands = Counter("csms_remote_commands_total", "CSMS-initiated OCPP com
 processes_declared_dead = Counter("csms_processes_declared_dead_total",
                                   "Server processes this process found dead (their stations marked offline)")
 channel_send_failures = Counter("csms_channel_send_failures_total", "Channel-layer sends that failed", ["where"])
+auth_failures = Counter("csms_auth_failures_total",
+                        "Failed authentications (wrong API key, wrong station password), by endpoint", ["endpoint"])
+auth_lockout_refusals = Counter("csms_auth_lockout_refusals_total",
+                                "Authentications refused unchecked: the client address is locked out (csms/lockout.py)",
+                                ["endpoint"])
 
 
 def command_outcome(answer_status: str | None) -> str:

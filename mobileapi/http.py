@@ -8,6 +8,7 @@ django-ninja from these functions and their schemas.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Literal
@@ -22,11 +23,22 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.responses import Status
 from ninja.security import APIKeyHeader
 
+from csms import lockout
 from mobileapi import services
 from mobileapi.models import Scope
 from mobileapi.snapshots import snapshot
 from stations import commands
 from stations.services import DomainError
+
+log = logging.getLogger("mobileapi")
+
+
+class LockedOut(Exception):
+    """Too many failed X-API-Key attempts from this address (csms/lockout.py)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many failed authentications from this address: retry in {retry_after} s")
+        self.retry_after = retry_after
 
 
 class ApiKeyAuth(APIKeyHeader):
@@ -35,7 +47,27 @@ class ApiKeyAuth(APIKeyHeader):
     def authenticate(self, request: HttpRequest, key: str | None) -> services.KeyInfo | None:
         if settings.MOBILE_REQUIRE_TLS and not request.is_secure():
             raise HttpError(403, "Use HTTPS: API keys are not accepted over plain HTTP")
-        return services.authenticate(key) if key else None
+        if not key:
+            return None  # no key is no guess: 401, not counted
+        # The same budget as the WebSocket API's auth: checked before the key is.
+        address = lockout.request_address(request)
+        wait = lockout.refused(lockout.api_keys, address, "api")
+        if wait:
+            raise LockedOut(wait)
+        try:
+            info = services.authenticate(key)
+        except services.KeyRefused:
+            self._failed(address)
+            raise
+        if info is None:
+            self._failed(address)
+        return info
+
+    @staticmethod
+    def _failed(address: str) -> None:
+        locked = lockout.failed(lockout.api_keys, address, "api")
+        if locked:
+            log.warning("[API:auth] address=%s locked out for %g s: too many failed authentications", address, locked)
 
 
 api = NinjaAPI(
@@ -69,6 +101,13 @@ def unauthorized(request, exc):
     return _error(request, 401, "Missing or invalid X-API-Key")
 
 
+@api.exception_handler(LockedOut)
+def locked_out(request, exc):
+    response = _error(request, 429, str(exc))
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @api.exception_handler(ValidationError)
 def invalid(request, exc):
     first = exc.errors[0] if exc.errors else {}
@@ -93,7 +132,7 @@ def need(request: HttpRequest, scope: str) -> services.KeyInfo:
     return key
 
 
-ERRORS = {400: Error, 401: Error, 403: Error, 404: Error}
+ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 429: Error}
 COMMAND_ERRORS = {**ERRORS, 409: Error, 502: Error, 504: Error}
 
 # --- Health -------------------------------------------------------------------------------

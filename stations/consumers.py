@@ -21,7 +21,7 @@ from django.conf import settings
 from ocpp.exceptions import OCPPError
 from ocpp.v16.enums import Action
 
-from csms import metrics
+from csms import lockout, metrics
 from csms.consumers import DirectDispatchMixin
 from csms.events import call_service
 from csms.tls import is_secure
@@ -71,6 +71,13 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
                         self.station_id)
             await self.close()
             return
+        # A locked-out address is refused before its password is looked at (csms/lockout.py).
+        address = lockout.client_address(self.scope)
+        if wait := lockout.refused(lockout.station_passwords, address, "ocpp"):
+            log.warning("[OCPP:connect] station=%s refused: address %s locked out for failed authentications, "
+                        "retry in %d s", self.station_id, address, wait)
+            await lockout.refuse_handshake(self.base_send, self.scope, wait)
+            return
         password = basic_auth_password(self.scope, self.station_id)
         # Registered and routable before the charger sees the socket open, so
         # a command sent right after the handshake finds the station online.
@@ -85,6 +92,11 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         if not decision.accepted:
             presence.discard(self.channel_name)
             log.warning("[OCPP:connect] station=%s refused: %s", self.station_id, decision.reason)
+            # Credentials presented and refused count against the address; a
+            # charger sending none (or a bare unknown id) guesses nothing.
+            if password is not None and (locked := lockout.failed(lockout.station_passwords, address, "ocpp")):
+                log.warning("[OCPP:connect] address %s locked out for %g s: too many failed authentications",
+                            address, locked)
             await self.close()
             return
         status = decision.registration_status

@@ -91,6 +91,16 @@ def fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_lockouts():
+    """Failed authentications of one test (all from 127.0.0.1) do not lock out the next."""
+    from csms import lockout
+
+    for budget in lockout.BUDGETS:
+        budget.clear()
+    yield
+
+
 @pytest.fixture
 def fast_settings(settings):
     settings.OCPP_ACTIVITY_FLUSH_SECONDS = 1
