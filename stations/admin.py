@@ -209,25 +209,39 @@ class StationAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(back if back.startswith("/") and not back.startswith("//") else "/")
 
     def configuration_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """GetConfiguration, live, as a table with a change form per writable key."""
+        """The charger's configuration as a table, with a change form per writable key.
+
+        A GET sends nothing to the charger (a prefetching browser, a crawler
+        or a reload must not command it): the page offers a button. Reading
+        (GetConfiguration) and changing (ChangeConfiguration, then reading
+        again) are POSTs, like every other command in the admin.
+        """
         station = self._station(request, object_id)
-        try:
-            answer = async_to_sync(commands.operate)(station.pk, "GetConfiguration", {}, actor=actor_of(request.user))
-        except services.DomainError as error:
-            messages.error(request, f"GetConfiguration on {station.pk} failed: {error} ({error.code})")
-            return HttpResponseRedirect(reverse("admin:stations_station_change", args=[station.pk]))
-        rows = sorted(answer.get("configurationKey") or [], key=lambda row: row.get("key", ""))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "original": station,
             "title": f"Configuration of {station.pk}",
-            "rows": [{**row, "form": ChangeConfigurationForm(station, initial={"key": row["key"],
-                                                                              "value": row.get("value", "")})}
-                     for row in rows],
-            "unknown": answer.get("unknownKey") or [],
             "change_form": ChangeConfigurationForm(station),
+            "read": False,
         }
+        if request.method == "POST":
+            if "key" in request.POST:
+                self._run(request, station, "change_configuration")
+            try:
+                answer = async_to_sync(commands.operate)(station.pk, "GetConfiguration", {},
+                                                         actor=actor_of(request.user))
+            except services.DomainError as error:
+                messages.error(request, f"GetConfiguration on {station.pk} failed: {error} ({error.code})")
+                return HttpResponseRedirect(reverse("admin:stations_station_configuration", args=[station.pk]))
+            rows = sorted(answer.get("configurationKey") or [], key=lambda row: row.get("key", ""))
+            context.update(
+                read=True,
+                rows=[{**row, "form": ChangeConfigurationForm(station, initial={"key": row["key"],
+                                                                                "value": row.get("value", "")})}
+                      for row in rows],
+                unknown=answer.get("unknownKey") or [],
+            )
         return TemplateResponse(request, "admin/stations/station/configuration.html", context)
 
     def password_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

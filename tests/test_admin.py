@@ -431,7 +431,7 @@ async def test_every_command_is_answered_and_logged(charger_factory, async_agent
     for operation, data, expected in cases:
         page = await post(async_agent, "fora072", operation, data)
         assert expected in page, (operation, re.findall(r'<li class="[a-z]+">([^<]+)</li>', page))
-    config = await async_agent.get(reverse("admin:stations_station_configuration", args=["fora072"]))
+    config = await async_agent.post(reverse("admin:stations_station_configuration", args=["fora072"]))
     text = config.content.decode()
     assert config.status_code == 200 and '<table id="configuration">' in text
     assert re.search(r"<code>HeartbeatInterval</code></td>\s*<td>120</td>", text)

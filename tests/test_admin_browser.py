@@ -163,6 +163,7 @@ def test_support_agent_starts_a_charge_and_reads_its_chart(live, browser):
     shot(browser, "06-transaction-chart")
 
     browser.get(f"{live}/admin/stations/station/fora072/configuration/")
+    browser.find_element(By.CSS_SELECTOR, "#read-configuration input[type=submit]").click()  # reading is a POST
     table = wait_until(lambda: browser.find_elements(By.ID, "configuration"), what="configuration table")[0]
     assert "HeartbeatInterval" in table.text
     shot(browser, "07-configuration")
