@@ -18,13 +18,18 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from csms.admission import HandshakeAdmission  # noqa: E402
 from csms.checks import log_startup_warnings  # noqa: E402
 from csms.routing import websocket_urlpatterns  # noqa: E402
 from csms.runtime import tune_garbage_collector  # noqa: E402
 from stations.presence import presence  # noqa: E402
 
 # Static files (the admin's) are served by WhiteNoise's middleware, in every mode.
-router = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})
+# Every WebSocket handshake (chargers and apps) passes one admission control:
+# beyond WS_MAX_PENDING_HANDSHAKES in flight, HTTP 503 with Retry-After at once.
+router = ProtocolTypeRouter(
+    {"http": django_asgi_app, "websocket": HandshakeAdmission(URLRouter(websocket_urlpatterns))}
+)
 
 
 async def application(scope: dict[str, Any], receive: Callable, send: Callable) -> None:

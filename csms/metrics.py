@@ -29,6 +29,9 @@ remote_commands = Counter("csms_remote_commands_total", "CSMS-initiated OCPP com
 processes_declared_dead = Counter("csms_processes_declared_dead_total",
                                   "Server processes this process found dead (their stations marked offline)")
 channel_send_failures = Counter("csms_channel_send_failures_total", "Channel-layer sends that failed", ["where"])
+handshakes_pending = Gauge("csms_websocket_handshakes_pending", "WebSocket handshakes in flight in this process")
+handshakes_refused = Counter("csms_websocket_handshakes_refused_total",
+                             "WebSocket handshakes refused because too many were in flight (HTTP 503)", ["endpoint"])
 auth_failures = Counter("csms_auth_failures_total",
                         "Failed authentications (wrong API key, wrong station password), by endpoint", ["endpoint"])
 auth_lockout_refusals = Counter("csms_auth_lockout_refusals_total",

@@ -293,6 +293,14 @@ RETENTION_EVENT_DAYS = env_int("RETENTION_EVENT_DAYS", 365)
 # --- Server -------------------------------------------------------------------
 
 PORT = env_int("PORT", 8081)
+# WebSocket handshakes (chargers and apps) in flight per process beyond which
+# a new one is refused at once with HTTP 503 and a Retry-After, rather than
+# queued past the server's handshake timeout (daphne drops a handshake after
+# 5 s). 0: no limit. Sizing: docs/operations.md, "Connection storms".
+WS_MAX_PENDING_HANDSHAKES = env_int("WS_MAX_PENDING_HANDSHAKES", 100)
+# That 503's Retry-After, in seconds: spread over [this, twice this] so that
+# clients obeying it exactly do not all come back at the same moment.
+WS_HANDSHAKE_RETRY_AFTER = env_int("WS_HANDSHAKE_RETRY_AFTER", 5)
 
 # --- OCPP ---------------------------------------------------------------------
 

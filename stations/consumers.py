@@ -22,6 +22,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.v16.enums import Action
 
 from csms import lockout, metrics
+from csms.admission import handshake_abandoned
 from csms.consumers import DirectDispatchMixin
 from csms.events import call_service
 from csms.tls import is_secure
@@ -57,6 +58,7 @@ def basic_auth_password(scope: dict[str, Any], station_id: str) -> str | None:
 class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     station_id: str = ""
     charge_point: ocpp16.ChargePoint16 | None = None
+    present = False  # marked online on this socket (and in this process's presence)
 
     async def connect(self) -> None:
         self.station_id = unquote(self.scope["url_route"]["kwargs"]["station_id"])
@@ -79,18 +81,8 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             await lockout.refuse_handshake(self.base_send, self.scope, wait)
             return
         password = basic_auth_password(self.scope, self.station_id)
-        # Registered and routable before the charger sees the socket open, so
-        # a command sent right after the handshake finds the station online.
-        presence.add(self.channel_name, self.station_id)
-        try:
-            decision = await call_service(
-                services.open_station_session, self.station_id, password, self.channel_name
-            )
-        except asyncio.CancelledError:  # the server gave up on this handshake
-            presence.abandon(self.channel_name, self.station_id)
-            raise
+        decision = await call_service(services.check_station_connect, self.station_id, password)
         if not decision.accepted:
-            presence.discard(self.channel_name)
             log.warning("[OCPP:connect] station=%s refused: %s", self.station_id, decision.reason)
             # Credentials presented and refused count against the address; a
             # charger sending none (or a bare unknown id) guesses nothing.
@@ -101,15 +93,38 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             return
         status = decision.registration_status
         self.charge_point = ocpp16.ChargePoint16(self.station_id, self, status)
+        # Online only once the socket is accepted: a handshake the server or
+        # the client abandons before that must leave no station online
+        # (measured: 1,811 stations online with 400 sockets open after a storm).
+        # The charger's first message is read after this method returns, so
+        # it finds the station online.
         await self.accept(ocpp16.SUBPROTOCOL)
+        if handshake_abandoned(self.scope):
+            log.info("[OCPP:connect] station=%s left during the handshake", self.station_id)
+            return
+        await self._go_online(status)
+
+    async def _go_online(self, status: str) -> None:
+        # In this process's presence first, so that its sweep never takes the
+        # station for one without a socket.
+        presence.add(self.channel_name, self.station_id)
+        self.present = True
         metrics.chargers_connected.inc()
-        if decision.replaced_channel and decision.replaced_channel != self.channel_name:
-            await self.channel_layer.send(decision.replaced_channel, {"type": "station.replaced"})
+        try:
+            replaced = await call_service(services.station_connected, self.station_id, self.channel_name)
+        except asyncio.CancelledError:  # the server gave up on this connection midway
+            self.present = False
+            metrics.chargers_connected.dec()
+            presence.abandon(self.channel_name, self.station_id)  # offline once the write above is done
+            raise
+        if replaced and replaced != self.channel_name:
+            await self.channel_layer.send(replaced, {"type": "station.replaced"})
         log.info("[OCPP:connect] station=%s registration=%s", self.station_id, status)
 
     async def disconnect(self, code: int) -> None:
-        if self.charge_point is None:
+        if not self.present:  # refused, abandoned, or never marked online
             return
+        self.present = False
         presence.discard(self.channel_name)
         metrics.chargers_connected.dec()
         for task in list(self.command_tasks):

@@ -112,44 +112,39 @@ class ConnectDecision:
     accepted: bool
     reason: str = ""
     registration_status: str = ""
-    replaced_channel: str = ""  # the older socket's channel, to be closed
 
 
-def open_station_session(station_id: str, password: str | None, channel_name: str) -> ConnectDecision:
-    """May this station open a socket? If so, register it (per the unknown-station
-    policy) and mark it online on this channel: one ORM hop per handshake."""
-    refusal = _refuse_connect(station_id, password)
-    if refusal:
-        return ConnectDecision(False, refusal)
-    replaced = station_connected(station_id, channel_name)
-    return ConnectDecision(True, registration_status=registration_status(station_id), replaced_channel=replaced)
-
-
-def _refuse_connect(station_id: str, password: str | None) -> str:
-    """Why the station may not connect ("" if it may); registers unknown stations."""
-    station = Station.objects.filter(pk=station_id).first()
+def check_station_connect(station_id: str, password: str | None) -> ConnectDecision:
+    """May this station open a socket? Registers an unknown one per the unknown-station
+    policy. Reads only what the decision needs, in one ORM hop; marking the station
+    online is ``station_connected``'s, once the socket is accepted."""
+    station = Station.objects.filter(pk=station_id).values("password_hash", "registration_status").first()
     if station is None:
         status = rules.boot_status(False, None, settings.OCPP_UNKNOWN_STATIONS)
         if status is None:
-            return "unknown station"
+            return ConnectDecision(False, "unknown station")
         if settings.OCPP_REQUIRE_AUTH:
-            return "unknown station cannot authenticate"
-        Station.objects.get_or_create(pk=station_id, defaults={"registration_status": status})
-        return ""
-    if station.password_hash:
+            return ConnectDecision(False, "unknown station cannot authenticate")
+        created, _ = Station.objects.get_or_create(pk=station_id, defaults={"registration_status": status})
+        return ConnectDecision(True, registration_status=created.registration_status)
+    if station["password_hash"]:
         if password is None:
-            return "missing credentials"
-        if not check_station_password(password, station.password_hash):
-            return "wrong password"
+            return ConnectDecision(False, "missing credentials")
+        if not check_station_password(password, station["password_hash"]):
+            return ConnectDecision(False, "wrong password")
     elif settings.OCPP_REQUIRE_AUTH:
-        return "station has no password and authentication is required"
-    return ""
+        return ConnectDecision(False, "station has no password and authentication is required")
+    return ConnectDecision(True, registration_status=station["registration_status"])
 
 
 # --- Connection lifecycle ---------------------------------------------------------------
 
 def station_connected(station_id: str, channel_name: str) -> str:
-    """Mark the station online on this channel; return the channel it replaces ("" if none)."""
+    """Mark the station online on this channel; return the channel it replaces ("" if none).
+
+    Only for a socket already accepted: a station is online only while a socket
+    is really open (a handshake abandoned before its accept must leave no trace).
+    """
     now = timezone.now()
     with transaction.atomic():
         station = Station.objects.select_for_update().get(pk=station_id)

@@ -363,24 +363,67 @@ async def connect(url: str, station_id: str, password: str | None = None, **kwar
     )
 
 
+@dataclass
+class ReconnectBackoff:
+    """When to try again after a failed or lost connection: jittered exponential backoff.
+
+    The wait doubles from ``minimum`` with each failure in a row up to
+    ``maximum``, and is drawn at random from [wait, 2 x wait], as OCPP 2.0.1's
+    RetryBackOffWaitMinimum / RetryBackOffRandomRange describe: after a CSMS
+    outage every charger of a network reconnects at the same moment, and
+    without the random part they would keep arriving together. A server's
+    ``Retry-After`` (an HTTP 503 at the handshake: the CSMS is busy) sets a
+    floor under the wait, never a ceiling.
+    """
+
+    minimum: float = 1.0
+    maximum: float = 60.0
+    failures: int = 0
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        wait = min(self.minimum * 2 ** min(self.failures, 30), self.maximum)
+        self.failures += 1
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return random.uniform(wait, 2 * wait)
+
+    def reset(self) -> None:
+        """After a connection that worked: the next failure waits ``minimum`` again."""
+        self.failures = 0
+
+
+def retry_after(error: BaseException) -> float | None:
+    """The seconds of a handshake refusal's ``Retry-After`` header (HTTP 503/429), if any."""
+    response = getattr(error, "response", None)
+    if response is None or response.status_code not in (429, 503):
+        return None
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date, or nothing: the backoff alone decides
+
+
 async def run_charger(
     url: str, state: ChargerState, password: str | None = None, *, reconnect: bool = True,
     auto_charge: float | None = None, ssl_context: ssl.SSLContext | None = None,
+    backoff: ReconnectBackoff | None = None,
 ) -> None:
     """Connect, boot and serve forever; reconnect with backoff as a real charger does.
 
     ``ssl_context``: for a wss:// URL whose certificate the system does not trust.
     """
-    delay = 1.0
+    backoff = backoff or ReconnectBackoff()
     options = {"ssl": ssl_context} if ssl_context is not None else {}
     while True:
+        server_wait = None
         try:
             async with await connect(url, state.station_id, password, **options) as ws:
                 charger = SimulatedCharger(state, ws)
                 serving = asyncio.ensure_future(charger.start())
                 status = await charger.boot()
                 log.info("%s booted: %s", state.station_id, status)
-                delay = 1.0
+                backoff.reset()
                 heartbeat = asyncio.ensure_future(charger.heartbeat_forever())
                 for connector in state.connectors.values():  # sessions survive a reconnect
                     if connector.session and connector.session.transaction_id is not None:
@@ -399,8 +442,8 @@ async def run_charger(
                     for connector in state.connectors.values():
                         connector.meter_task = None
         except (OSError, websockets.WebSocketException) as error:
+            server_wait = retry_after(error)
             log.warning("%s connection lost: %s", state.station_id, error)
         if not reconnect:
             return
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
+        await asyncio.sleep(backoff.next_delay(server_wait))
