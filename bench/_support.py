@@ -157,7 +157,14 @@ class Server:
     """One daphne process on a fresh, migrated database in a temporary directory."""
 
     def __init__(self, *, database_url: str | None = None, env: dict[str, str] | None = None,
-                 daphne_args: list[str] | None = None) -> None:
+                 daphne_args: list[str] | None = None, root: Path | None = None, cpus: str | None = None,
+                 asgi_server: str = "daphne") -> None:
+        """``root``: the checkout to serve (another one, e.g. the code before a change, to compare);
+        ``cpus``: pin the server to these CPUs (``taskset -c``), away from the load generator;
+        ``asgi_server``: daphne (production) or uvicorn (the tests' server, for reference)."""
+        self.root = root or ROOT
+        self.cpus = cpus
+        self.asgi_server = asgi_server
         self.tmp = Path(tempfile.mkdtemp(prefix="csms-bench-"))
         self.own_postgres = bool(database_url)
         self.database_url = database_url or f"sqlite:///{self.tmp / 'bench.sqlite3'}"
@@ -192,19 +199,26 @@ class Server:
             create_postgres_db(self.database_url)
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-            cwd=ROOT, env=self.env, check=True,
+            cwd=self.root, env=self.env, check=True,
         )
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.daphne_args,
-                   "csms.asgi:application"]
+        if self.asgi_server == "uvicorn":
+            command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port),
+                       "--lifespan", "off", "--ws", "websockets-sansio", "--log-level", "warning",
+                       "csms.asgi:application"]
+        else:
+            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.daphne_args,
+                       "csms.asgi:application"]
+        if self.cpus:
+            command = ["taskset", "-c", self.cpus, *command]
         self.stderr_file = open(self.stderr_path, "wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen(command, cwd=self.root, env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=self.stderr_file)
         deadline = time.monotonic() + 30
         while not answers(self.port):
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited: {self.stderr_path.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.asgi_server} exited: {self.stderr_path.read_text()[-3000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError("daphne did not start in 30 s")
+                raise RuntimeError(f"{self.asgi_server} did not start in 30 s")
             time.sleep(0.1)
         time.sleep(0.5)
 

@@ -8,8 +8,9 @@ services a charger's WebSocket connect and BootNotification run on the server, f
     (what csms/settings.py did before DB_CONN_MAX_AGE existed: conn_max_age=0);
   * the settings' default (DB_CONN_MAX_AGE unset: a persistent connection in the ORM thread).
 It adapts to the service names present: ``open_station_session`` (one hop per
-handshake) or the older ``check_station_connect`` + ``registration_status`` +
-``station_connected`` (three hops). Nothing in the repository is changed.
+handshake), ``check_station_connect`` before the accept + ``station_connected``
+after it (two hops), or the oldest ``check_station_connect`` + ``registration_status``
++ ``station_connected`` (three hops). Nothing in the repository is changed.
 
 Run from the repository root:
     .venv/bin/python bench/db_hop_probe.py
@@ -40,6 +41,12 @@ from _support import create_postgres_db, drop_postgres_db, percentile  # noqa: E
 def calls_for(services, sid: str) -> list[tuple[str, tuple]]:
     if hasattr(services, "open_station_session"):
         connect = [("open_station_session", (services.open_station_session, sid, None, f"chan-{sid}"))]
+    elif "registration_status" in services.ConnectDecision.__dataclass_fields__:
+        # Two hops: credentials before the accept, online after it (bench/storm.py).
+        connect = [
+            ("check_station_connect", (services.check_station_connect, sid, None)),
+            ("station_connected", (services.station_connected, sid, f"chan-{sid}")),
+        ]
     else:
         connect = [
             ("check_station_connect", (services.check_station_connect, sid, None)),
