@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from csms import metrics
+from csms.layers import ChannelLayerUnavailable
 from csms.models import Event, EventCounter
 
 log = logging.getLogger("csms.events")
@@ -137,6 +138,8 @@ async def publish(messages: list[EventMessage]) -> None:
         for group in (ALL_EVENTS_GROUP, station_group(message["stationId"])):
             try:
                 await layer.group_send(group, message)
+            except ChannelLayerUnavailable:  # Redis is gone: the layer logged it once, not per event
+                metrics.channel_send_failures.labels("group_send").inc()
             except Exception:
                 metrics.channel_send_failures.labels("group_send").inc()
                 log.exception("push of %s to %s failed", message["eventId"], group)

@@ -29,6 +29,11 @@ remote_commands = Counter("csms_remote_commands_total", "CSMS-initiated OCPP com
 processes_declared_dead = Counter("csms_processes_declared_dead_total",
                                   "Server processes this process found dead (their stations marked offline)")
 channel_send_failures = Counter("csms_channel_send_failures_total", "Channel-layer sends that failed", ["where"])
+channel_layer_reconnects = Counter("csms_channel_layer_reconnects_total",
+                                   "Times this process's channel layer found Redis answering again after losing it")
+channel_layer_available = Gauge("csms_channel_layer_available",
+                                "1 while this process's channel layer reaches Redis (always 1 without Redis)")
+channel_layer_available.set(1)
 handshakes_pending = Gauge("csms_websocket_handshakes_pending", "WebSocket handshakes in flight in this process")
 handshakes_refused = Counter("csms_websocket_handshakes_refused_total",
                              "WebSocket handshakes refused because too many were in flight (HTTP 503)", ["endpoint"])

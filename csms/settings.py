@@ -178,22 +178,34 @@ CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 1000)
 HUB_CAPACITY = env_int("HUB_CAPACITY", 100_000)
 
 
+# How long a channel-layer operation waits for a Redis that stopped answering
+# (connecting, and retrying a lost connection) before it fails; a remote
+# command then answers 503. Sockets stay open through an outage whatever its length.
+REDIS_RETRY_SECONDS = env_int("REDIS_RETRY_SECONDS", 2)
+
+
 def redis_channel_layer(url: str, prefix: str = "csms") -> dict:
     return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels-redis, made to survive a Redis restart (csms/layers.py).
+        "BACKEND": "csms.layers.RedisChannelLayer",
         "CONFIG": {
-            # redis-py 8 times reads out after 5 s (idle consumers die) and
-            # caps the pool at 100 connections: lift both.
+            # redis-py 8 times reads out after 5 s, as long as the layer's
+            # blocking read waits (idle consumers died), and caps the pool at
+            # 100 connections: lift both. Reads and connects stay bounded, so
+            # that a Redis that hangs or a host that is unreachable makes
+            # operations fail (and the layer retry) instead of waiting forever.
             "hosts": [
                 {
                     "address": url,
-                    "socket_timeout": None,
+                    "socket_timeout": 15,
+                    "socket_connect_timeout": REDIS_RETRY_SECONDS,
                     "max_connections": env_int("REDIS_MAX_CONNECTIONS", 10_000),
                 }
             ],
             "capacity": CHANNEL_CAPACITY,
             "channel_capacity": {"*!hub*": HUB_CAPACITY},
             "prefix": prefix,
+            "retry_seconds": REDIS_RETRY_SECONDS,
         },
     }
 

@@ -10,12 +10,19 @@ Redis then carries one message per process, not per connection.
 
 The hub also tells the per-process station snapshot (``snapshots.py``) when a
 station's state changed, so every process's cached getStations stays current.
+
+Through a Redis outage the hub waits (the layer's receive waits for Redis);
+when Redis answers again the layer re-joins the hub's ``events.all``
+membership, which a restarted Redis has forgotten, and the hub tells its
+``gap_listeners`` that events were missed (the snapshot re-reads the
+database). The events themselves are in the event log (getEventsSince).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -36,6 +43,8 @@ class PushHub:
     def __init__(self) -> None:
         self.listeners: set[Listener] = set()
         self.observers: list[Any] = []  # called with every event (snapshot invalidation)
+        # Called when events may have been missed: the channel layer lost Redis and found it again.
+        self.gap_listeners: list[Callable[[], None]] = []
         self.channel = ""
         self._task: asyncio.Task | None = None
         # Group memberships expire (group_expiry, a day by default): renew it.
@@ -56,18 +65,30 @@ class PushHub:
     async def _join(self) -> None:
         await get_channel_layer().group_add(ALL_EVENTS_GROUP, self.channel)
 
+    async def _recovered(self) -> None:
+        # The layer has re-joined events.all already (it re-asserts its
+        # channels' memberships); what was pushed meanwhile never came.
+        log.warning("push hub: events published while Redis was gone were not pushed (they are in the event log)")
+        for listener in self.gap_listeners:
+            listener()
+
     async def _run(self) -> None:
         layer = get_channel_layer()
         # The process's usual channel prefix (channels-redis reads one prefix
         # per process; a second one starves), marked "hub" after the "!" so
         # the capacity pattern "*!hub*" gives it room for bursts.
         self.channel = (await layer.new_channel()).replace("!", "!hub", 1)
-        await self._join()
+        if hasattr(layer, "add_recovery_listener"):  # csms.layers.RedisChannelLayer
+            layer.add_recovery_listener(self._recovered)
+        try:
+            await self._join()
+        except Exception:  # Redis down at start: the layer joins once it answers again
+            log.exception("push hub could not join %s yet", ALL_EVENTS_GROUP)
         self._renewer.ensure_running()
         while True:
             try:
                 event = await layer.receive(self.channel)
-            except Exception:  # e.g. Redis unreachable: keep the hub alive and retry
+            except Exception:  # not Redis going away (the layer waits for it): keep the hub alive
                 log.exception("push hub could not read the channel layer; retrying in 1 s")
                 await asyncio.sleep(1)
                 continue

@@ -23,6 +23,7 @@ from django.utils import timezone
 from csms import metrics
 from csms.consumers import Periodic
 from csms.events import call_service
+from csms.layers import ChannelLayerUnavailable
 from csms.runtime import PROCESS_NAME
 from mobileapi import services
 
@@ -104,7 +105,7 @@ class SessionWatcher:
                 message = {"type": "session.end", "reason": verdict}
             try:
                 await layer.send(consumer.channel_name, message)
-            except ChannelFull:  # tell it next round; the others now
+            except (ChannelFull, ChannelLayerUnavailable):  # tell it next round; the others now
                 self._notified.pop(consumer, None)
 
     @staticmethod

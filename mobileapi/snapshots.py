@@ -86,3 +86,4 @@ class StationSnapshot:
 
 snapshot = StationSnapshot()
 hub.observers.append(snapshot.observe)
+hub.gap_listeners.append(snapshot.invalidate)  # events missed in a Redis outage

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from csms import metrics
 from csms.events import call_service
+from csms.layers import ChannelLayerUnavailable
 from stations import services
 from stations.models import Station, Transaction
 from stations.ocpp16 import ChargePoint16
@@ -68,6 +69,26 @@ class CommandFailed(CommandError):
     outcome = "call_error"
 
 
+class BusUnavailable(CommandError):
+    """The channel layer (Redis) does not answer: the command could not be sent.
+    Nothing reached the charger; retry once Redis is back (docs/operations.md)."""
+
+    code = 503
+    outcome = "unavailable"
+
+    @classmethod
+    def for_action(cls, action: str) -> BusUnavailable:
+        return cls(f"{action} not sent: the message bus (Redis) does not answer; retry in a few seconds")
+
+
+def _require_bus(action: str) -> None:
+    """Refuse a start/stop while the channel layer knows Redis is gone: on /ws the
+    app would get "pending" and then never the push of the outcome."""
+    if not getattr(get_channel_layer(), "available", True):
+        metrics.remote_commands.labels(action, BusUnavailable.outcome).inc()
+        raise BusUnavailable.for_action(action)
+
+
 def _station_channel(station_id: str) -> tuple[bool, str] | None:
     return Station.objects.filter(pk=station_id).values_list("is_online", "channel_name").first()
 
@@ -79,7 +100,8 @@ async def send_command(
 
     Raises NotFound (unknown station), StationOffline, StationDisconnected
     (the socket closed while waiting), CommandTimeout, CommandFailed
-    (CALLERROR) or DomainError (a payload the OCPP schema refuses).
+    (CALLERROR), BusUnavailable (Redis down) or DomainError (a payload the
+    OCPP schema refuses).
     """
     if action not in ACTIONS:
         raise DomainError(f"Unsupported command {action}")
@@ -110,7 +132,10 @@ async def _send(station_id: str, action: str, payload: dict[str, Any] | None, ti
                "timeout": timeout}
     try:
         await layer.send(channel, message)
-    except Exception as error:  # e.g. Redis unreachable, or the holder's channel full
+    except ChannelLayerUnavailable:
+        metrics.channel_send_failures.labels("command").inc()
+        raise BusUnavailable.for_action(action) from None
+    except Exception as error:  # e.g. the holder's channel full
         metrics.channel_send_failures.labels("command").inc()
         raise CommandFailed(f"{action} could not reach the process holding station {station_id}: {error}") from None
     try:
@@ -185,6 +210,7 @@ async def remote_start(
 async def prepare_remote_start(station_id: str, connector_id: int, id_tag: str, **who: Any) -> None:
     """Check the station and connector can start (404/409) and remember who asked
     (``correlation_id``, ``api_key_id``, ``user_id``: see services.prepare_remote_start)."""
+    _require_bus("RemoteStartTransaction")
     await call_service(services.prepare_remote_start, station_id, connector_id, id_tag, **who)
 
 
@@ -229,6 +255,7 @@ async def prepare_remote_stop(
     correlation_id: str = "",
 ) -> Transaction:
     """Find the active transaction to stop (404) on an online station (409)."""
+    _require_bus("RemoteStopTransaction")
     return await call_service(
         services.prepare_remote_stop, station_id, transaction_id, connector_id, correlation_id=correlation_id
     )

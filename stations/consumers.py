@@ -25,6 +25,7 @@ from csms import lockout, metrics
 from csms.admission import handshake_abandoned
 from csms.consumers import DirectDispatchMixin
 from csms.events import call_service
+from csms.layers import ChannelLayerUnavailable
 from csms.tls import is_secure
 from stations import ocpp16, services
 from stations.activity import tracker
@@ -118,7 +119,11 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             presence.abandon(self.channel_name, self.station_id)  # offline once the write above is done
             raise
         if replaced and replaced != self.channel_name:
-            await self.channel_layer.send(replaced, {"type": "station.replaced"})
+            try:
+                await self.channel_layer.send(replaced, {"type": "station.replaced"})
+            except ChannelLayerUnavailable:  # Redis down: commands already go to this socket
+                log.warning("[OCPP:connect] station=%s: could not close its older socket (Redis down)",
+                            self.station_id)
         log.info("[OCPP:connect] station=%s registration=%s", self.station_id, status)
 
     async def disconnect(self, code: int) -> None:

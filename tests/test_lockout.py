@@ -17,6 +17,7 @@ import time
 
 import pytest
 import websockets
+from asgiref.sync import sync_to_async
 
 from mobileapi.client import MobileClient
 from stations import services
@@ -180,7 +181,7 @@ async def handshake_status(server: str, password: str, **options) -> int:
 
 async def test_ocpp_basic_auth_locks_out_an_address_after_its_budget(server, budget):
     await Station.objects.acreate(pk="fora072", registration_status="Accepted")
-    password = await asyncio.to_thread(services.set_station_password, "fora072", "the-right-password-123")
+    password = await sync_to_async(services.set_station_password)("fora072", "the-right-password-123")
     before = await refusals(server, "ocpp")
     for attempt in range(BUDGET):
         assert await handshake_status(server, f"wrong-password-{attempt:02}") == 403
@@ -202,7 +203,7 @@ async def test_ocpp_basic_auth_locks_out_an_address_after_its_budget(server, bud
 async def test_ocpp_without_credentials_spends_no_budget(server, budget):
     """A charger that presents no password guesses nothing: it is refused, never locked out."""
     await Station.objects.acreate(pk="fora072", registration_status="Accepted")
-    password = await asyncio.to_thread(services.set_station_password, "fora072", "the-right-password-123")
+    password = await sync_to_async(services.set_station_password)("fora072", "the-right-password-123")
     for _ in range(BUDGET * 2):
         assert await handshake_status(server, None) == 403
     assert await handshake_status(server, password) == 101

@@ -206,28 +206,27 @@ class CountingCharger(SimulatedCharger):
         return super().on_get_configuration(key)
 
 
-async def test_opening_the_configuration_page_sends_no_command(charger_factory):
+async def test_opening_the_configuration_page_sends_no_command(server, charger_factory):
     """Today's failure: a GET of the configuration page (a reload, a prefetch) sent GetConfiguration."""
     from tests.admin_support import make_support
-    from tests.test_admin import ServerLikeAsyncClient
+    from tests.test_admin import BrowserSession
 
+    await sync_to_async(make_support)()
     charger = await charger_factory("fora072", connectors=1, cls=CountingCharger)
-    agent = ServerLikeAsyncClient()
-    await agent.aforce_login(await sync_to_async(make_support)())
+    browser = BrowserSession(server.replace("ws://", "http://"))  # the real server, its CSRF and cookies
+    await asyncio.to_thread(browser.login, "agent")
     url = reverse("admin:stations_station_configuration", args=["fora072"])
-    page = await agent.get(url)
-    text = page.content.decode()
-    assert page.status_code == 200 and 'id="read-configuration"' in text and '<table id="configuration">' not in text
+    text = await asyncio.to_thread(browser.open, url)
     assert charger.cp.configuration_reads == 0
     assert not await Event.objects.filter(kind="station.command").aexists()
+    assert 'id="read-configuration"' in text and '<table id="configuration">' not in text  # a button instead
     # Reading is a POST: then the charger is asked, and the table shown.
-    page = await agent.post(url)
-    text = page.content.decode()
-    assert page.status_code == 200 and '<table id="configuration">' in text and "HeartbeatInterval" in text
+    text = await asyncio.to_thread(browser.open, url, {})
+    assert '<table id="configuration">' in text and "HeartbeatInterval" in text
     assert charger.cp.configuration_reads == 1
     # Changing a key from that page: ChangeConfiguration, then the configuration read again.
-    page = await agent.post(url, {"key": "HeartbeatInterval", "value": "77"})
-    assert "ChangeConfiguration: the charger answered Accepted" in page.content.decode()
-    assert "<td>77</td>" in page.content.decode() and charger.cp.configuration_reads == 2
+    text = await asyncio.to_thread(browser.open, url, {"key": "HeartbeatInterval", "value": "77"})
+    assert "ChangeConfiguration: the charger answered Accepted" in text
+    assert "<td>77</td>" in text and charger.cp.configuration_reads == 2
     sent = [e.data["action"] async for e in Event.objects.filter(kind="station.command").order_by("seq")]
     assert sent == ["GetConfiguration", "ChangeConfiguration", "GetConfiguration"]
