@@ -8,6 +8,7 @@ django-ninja from these functions and their schemas.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -168,7 +169,9 @@ async def _layer_ok() -> bool:
         channel = await layer.new_channel()
         token = uuid.uuid4().hex
         await layer.send(channel, {"type": "ready.check", "token": token})
-        return (await layer.receive(channel)).get("token") == token
+        # Bounded: the Redis layer's receive waits for Redis to come back, and
+        # this runs in the ORM thread that every service call shares.
+        return (await asyncio.wait_for(layer.receive(channel), 2)).get("token") == token
     except Exception:
         return False
 
