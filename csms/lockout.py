@@ -136,8 +136,8 @@ def _counted_as(address: str) -> str:
     """The address a budget counts: IPv4 as is, IPv6 by its /64."""
     try:
         ip = ipaddress.ip_address(address.strip().strip("[]"))
-    except ValueError:
-        return address[:64] or "unknown"
+    except ValueError:  # not an IP address (a proxy's odd header): counted as given, printable only (logged)
+        return "".join(ch for ch in address if ch.isprintable())[:64] or "unknown"
     if ip.version == 6:
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)

@@ -236,3 +236,6 @@ def test_ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4(settings):
     assert one != lockout.client_address({"client": ("2001:db8:1:3::1", 1)})
     assert lockout.client_address({"client": ("::ffff:192.0.2.7", 1)}) == "192.0.2.7"
     assert lockout.client_address({}) == "unknown"
+    settings.BEHIND_PROXY = True
+    assert lockout.client_address({"headers": [(b"x-forwarded-for", b"evil\nline")], "client": ("127.0.0.1", 1)}) == (
+        "evilline")
