@@ -372,8 +372,9 @@ class ReconnectBackoff:
     RetryBackOffWaitMinimum / RetryBackOffRandomRange describe: after a CSMS
     outage every charger of a network reconnects at the same moment, and
     without the random part they would keep arriving together. A server's
-    ``Retry-After`` (an HTTP 503 at the handshake: the CSMS is busy) sets a
-    floor under the wait, never a ceiling.
+    ``Retry-After`` (an HTTP 503 at the handshake: the CSMS is busy) is a
+    floor, with up to a quarter more at random: the CSMS spreads the refused
+    chargers over its Retry-After values already.
     """
 
     minimum: float = 1.0
@@ -383,9 +384,10 @@ class ReconnectBackoff:
     def next_delay(self, retry_after: float | None = None) -> float:
         wait = min(self.minimum * 2 ** min(self.failures, 30), self.maximum)
         self.failures += 1
+        delay = random.uniform(wait, 2 * wait)
         if retry_after is not None:
-            wait = max(wait, retry_after)
-        return random.uniform(wait, 2 * wait)
+            delay = max(delay, retry_after * random.uniform(1.0, 1.25))
+        return delay
 
     def reset(self) -> None:
         """After a connection that worked: the next failure waits ``minimum`` again."""
@@ -437,6 +439,7 @@ async def run_charger(
                     await serving
                 finally:
                     heartbeat.cancel()
+                    serving.cancel()  # when this task is cancelled: its reader goes too
                     for task in list(charger.tasks):
                         task.cancel()
                     for connector in state.connectors.values():
