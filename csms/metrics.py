@@ -22,6 +22,8 @@ message_seconds = Histogram("csms_message_handling_seconds", "Time to handle one
                             ["protocol", "action"], buckets=LATENCY_BUCKETS)
 events_emitted = Counter("csms_events_emitted_total", "Events written to the event log", ["kind"])
 events_pushed = Counter("csms_events_pushed_total", "Event pushes sent to mobile connections", ["kind"])
+pushes_dropped = Counter("csms_pushes_dropped_total",
+                         "Pushes dropped for a connection whose socket did not drain (mobileapi/pushlines.py)")
 push_seconds = Histogram("csms_push_latency_seconds", "From an event's creation to its fan-out in this process",
                          buckets=LATENCY_BUCKETS)
 remote_commands = Counter("csms_remote_commands_total", "CSMS-initiated OCPP commands by outcome",

@@ -31,6 +31,7 @@ from django.conf import settings
 from csms import metrics
 from csms.consumers import Periodic
 from csms.events import ALL_EVENTS_GROUP, EventMessage
+from mobileapi.pushlines import PushLines
 
 log = logging.getLogger("mobileapi.hub")
 
@@ -42,6 +43,9 @@ class Listener(Protocol):
 class PushHub:
     def __init__(self) -> None:
         self.listeners: set[Listener] = set()
+        # A push that has to wait (the client's socket is not draining) goes on
+        # in that connection's own line, not in the fan-out (pushlines.py).
+        self.lines = PushLines()
         self.observers: list[Any] = []  # called with every event (snapshot invalidation)
         # Called when events may have been missed: the channel layer lost Redis and found it again.
         self.gap_listeners: list[Callable[[], None]] = []
@@ -56,6 +60,7 @@ class PushHub:
 
     def discard(self, listener: Listener) -> None:
         self.listeners.discard(listener)
+        self.lines.forget(listener)
 
     def ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
@@ -105,7 +110,7 @@ class PushHub:
         sent = 0
         for n, listener in enumerate(list(self.listeners), 1):
             try:
-                sent += bool(await listener.push(event))
+                sent += self.lines.push(listener, event)  # never waits for one connection
             except Exception:  # one broken connection must not cost the others the event
                 metrics.channel_send_failures.labels("push").inc()
                 log.exception("push of %s to one connection failed", event.get("eventId"))
