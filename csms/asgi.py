@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP (admin) and WebSocket routes (OCPP, mobile API).
 
 Nothing here is specific to one server, so daphne and any other ASGI server
-can run it (the production server is chosen by measurement).
+can run it (the production server is chosen by measurement); what daphne
+lacks as a server is patched into daphne by csms/daphne_support.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from csms.admission import HandshakeAdmission  # noqa: E402
 from csms.checks import log_startup_warnings  # noqa: E402
+from csms.daphne_support import install as install_daphne_support  # noqa: E402
 from csms.routing import websocket_urlpatterns  # noqa: E402
 from csms.runtime import tune_garbage_collector  # noqa: E402
 from stations.presence import presence  # noqa: E402
@@ -40,4 +42,8 @@ async def application(scope: dict[str, Any], receive: Callable, send: Callable) 
 
 
 tune_garbage_collector()
+# What daphne lacks (send-buffer bound, the websocket.http.response extension,
+# close code 1009, a header deadline), patched into daphne's classes before it
+# builds its factories; inert under another server. See the module.
+install_daphne_support()
 log_startup_warnings()  # production: unsafe settings and the development key, in the server's log

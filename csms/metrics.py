@@ -31,6 +31,9 @@ remote_commands = Counter("csms_remote_commands_total", "CSMS-initiated OCPP com
 processes_declared_dead = Counter("csms_processes_declared_dead_total",
                                   "Server processes this process found dead (their stations marked offline)")
 channel_send_failures = Counter("csms_channel_send_failures_total", "Channel-layer sends that failed", ["where"])
+connections_dropped = Counter("csms_server_connections_dropped_total",
+                              "Connections the server dropped to protect itself: slow_reader (close code 4005), "
+                              "header_timeout (no complete request in HTTP_HEADER_TIMEOUT)", ["reason"])
 channel_layer_reconnects = Counter("csms_channel_layer_reconnects_total",
                                    "Times this process's channel layer found Redis answering again after losing it")
 channel_layer_available = Gauge("csms_channel_layer_available",

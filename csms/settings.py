@@ -313,6 +313,13 @@ WS_MAX_PENDING_HANDSHAKES = env_int("WS_MAX_PENDING_HANDSHAKES", 100)
 # That 503's Retry-After, in seconds: spread over [this, twice this] so that
 # clients obeying it exactly do not all come back at the same moment.
 WS_HANDSHAKE_RETRY_AFTER = env_int("WS_HANDSHAKE_RETRY_AFTER", 5)
+# Server protections under daphne (csms/daphne_support.py). Bytes a WebSocket
+# may have queued unsent (a client that does not read) before the next send
+# closes it (code 4005, the connection dropped); 0: no bound.
+WEBSOCKET_SEND_BUFFER_BYTES = env_int("WEBSOCKET_SEND_BUFFER_BYTES", 4 * 1024 * 1024)
+# Seconds a new connection has to send its complete request headers (an HTTP
+# request or a WebSocket upgrade) before it is dropped; 0: no deadline.
+HTTP_HEADER_TIMEOUT = env_int("HTTP_HEADER_TIMEOUT", 10)
 
 # --- OCPP ---------------------------------------------------------------------
 

@@ -270,7 +270,8 @@ def daphne_process(transactional_db):
     processes: list[subprocess.Popen] = []
 
     def start(
-        env: dict[str, str] | None = None, port: int | None = None, args: list[str] | None = None
+        env: dict[str, str] | None = None, port: int | None = None, args: list[str] | None = None,
+        app: str = "csms.asgi:application",
     ) -> tuple[str, subprocess.Popen]:
         port = port or free_port()
         full_env = {
@@ -281,8 +282,7 @@ def daphne_process(transactional_db):
             **(env or {}),
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", *DAPHNE_ARGS, "-b", "127.0.0.1", "-p", str(port), *(args or []),
-             "csms.asgi:application"],
+            [sys.executable, "-m", "daphne", *DAPHNE_ARGS, "-b", "127.0.0.1", "-p", str(port), *(args or []), app],
             cwd=ROOT,
             env=full_env,
             stdout=subprocess.DEVNULL,

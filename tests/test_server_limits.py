@@ -1,0 +1,124 @@
+"""The server's own limits under real daphne (csms/daphne_support.py): refused
+handshakes with the application's HTTP response, 1009 for frames over the
+limit, and a deadline for connections that never finish their request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import socket
+import time
+from typing import Any
+
+import pytest
+import websockets
+
+from tests.conftest import DAPHNE_ARGS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DAPHNE_MAX_MESSAGE = int(DAPHNE_ARGS[DAPHNE_ARGS.index("--websocket-max-message-size") + 1])
+REFUSAL_HEADERS = [(b"retry-after", b"7"), (b"content-type", b"text/plain"), (b"x-csms-refusal", b"busy")]
+REFUSAL_BODY = [b"too busy, ", b"come back in 7 s"]  # two chunks: more_body
+
+if os.environ.get("CSMS_TEST_REFUSING_APP"):  # imported by the daphne of test_refused_handshake...
+    from csms.daphne_support import install
+
+    install()
+
+
+async def refusing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Refuses every WebSocket handshake through the ASGI websocket.http.response
+    extension - or, where the server does not offer it, the only other way (403)."""
+    assert scope["type"] == "websocket"
+    assert (await receive())["type"] == "websocket.connect"
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close"})
+        return
+    await send({"type": "websocket.http.response.start", "status": 503, "headers": REFUSAL_HEADERS})
+    await send({"type": "websocket.http.response.body", "body": REFUSAL_BODY[0], "more_body": True})
+    await send({"type": "websocket.http.response.body", "body": REFUSAL_BODY[1]})
+    assert (await receive())["type"] == "websocket.disconnect"
+
+
+async def test_refused_handshake_gets_the_applications_http_status_headers_and_body(daphne_process):
+    url, _ = daphne_process({"CSMS_TEST_REFUSING_APP": "1"}, app="tests.test_server_limits:refusing_app")
+    for _ in range(2):  # the server stays fine after a refusal
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"{url}/ocpp/anything", open_timeout=5)
+        response = refused.value.response
+        assert response.status_code == 503
+        assert response.reason_phrase == "Service Unavailable"
+        for name, value in REFUSAL_HEADERS:
+            assert response.headers[name.decode()] == value.decode()
+        assert response.body == b"".join(REFUSAL_BODY)
+
+
+@pytest.mark.parametrize("path", ["/ws", "/ocpp/big1"])
+async def test_frame_over_the_servers_limit_is_closed_with_1009(daphne_process, path):
+    url, _ = daphne_process()
+    ws = await websockets.connect(f"{url}{path}", subprotocols=["ocpp1.6"] if "ocpp" in path else None)
+    with pytest.raises(websockets.ConnectionClosed):
+        await ws.send("x" * (DAPHNE_MAX_MESSAGE + 1))
+        await asyncio.wait_for(ws.recv(), 10)
+    assert ws.close_code == 1009, f"closed with {ws.close_code} (1006: TCP dropped, no close frame)"
+    # The server is fine: the next client is served.
+    async with websockets.connect(f"{url}/ws") as other:
+        await other.send('{"id": "p", "action": "ping"}')
+        assert '"p"' in await asyncio.wait_for(other.recv(), 5)
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:  # reset
+        return True
+
+
+async def test_half_open_connections_are_dropped_within_the_header_timeout(daphne_process):
+    timeout = 2
+    url, _ = daphne_process({"HTTP_HEADER_TIMEOUT": str(timeout)})
+    port = int(url.rsplit(":", 1)[1])
+    half_open: dict[str, list[socket.socket]] = {"silent": [], "partial request": [], "dripping": []}
+    for kind, sockets in half_open.items():
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", port))
+            if kind == "partial request":
+                sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+            sock.setblocking(False)
+            sockets.append(sock)
+    # What must not be cut: an open WebSocket, and a kept-alive HTTP connection between requests.
+    ws = await websockets.connect(f"{url}/ws")
+    keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    keep_alive.request("GET", "/admin/login/")
+    assert keep_alive.getresponse().read() and keep_alive.sock is not None
+    kept_socket = keep_alive.sock
+
+    started = time.monotonic()
+    open_after: dict[str, int] = {}
+    while time.monotonic() - started < timeout + 3:
+        for sock in half_open["dripping"]:  # a byte every 0.5 s: Twisted's idle timer never fires
+            try:
+                sock.send(b"G")
+            except OSError:
+                pass
+        open_after = {kind: sum(not _closed_by_server(s) for s in sockets) for kind, sockets in half_open.items()}
+        if not any(open_after.values()):
+            break
+        await asyncio.sleep(0.5)
+    elapsed = time.monotonic() - started
+    assert not any(open_after.values()), f"still open after {elapsed:.1f} s: {open_after}"
+
+    await asyncio.sleep(max(0.0, timeout + 1.5 - elapsed))  # past the deadline for these two too
+    await ws.send('{"id": "after", "action": "ping"}')
+    assert '"after"' in await asyncio.wait_for(ws.recv(), 5)
+    await ws.close()
+    keep_alive.request("GET", "/admin/login/")  # on the same socket (http.client would raise if it was closed)
+    assert keep_alive.getresponse().status == 200 and keep_alive.sock is kept_socket
+    keep_alive.close()
+    for sock in (s for sockets in half_open.values() for s in sockets):
+        sock.close()
