@@ -189,15 +189,16 @@ def redis_channel_layer(url: str, prefix: str = "csms") -> dict:
         # channels-redis, made to survive a Redis restart (csms/layers.py).
         "BACKEND": "csms.layers.RedisChannelLayer",
         "CONFIG": {
-            # redis-py 8 times reads out after 5 s, as long as the layer's
-            # blocking read waits (idle consumers died), and caps the pool at
-            # 100 connections: lift both. Reads and connects stay bounded, so
-            # that a Redis that hangs or a host that is unreachable makes
-            # operations fail (and the layer retry) instead of waiting forever.
+            # redis-py 8 times reads out after 5 s (idle consumers die) and
+            # caps the pool at 100 connections: lift both. No read timeout at
+            # all: with one, a cancelled blocking read sometimes never ended
+            # (a consumer that cannot close); the layer bounds its sends
+            # itself (retry_seconds). Connecting is bounded: an unreachable
+            # host fails instead of waiting for the system's TCP timeout.
             "hosts": [
                 {
                     "address": url,
-                    "socket_timeout": 15,
+                    "socket_timeout": None,
                     "socket_connect_timeout": REDIS_RETRY_SECONDS,
                     "max_connections": env_int("REDIS_MAX_CONNECTIONS", 10_000),
                 }
