@@ -363,6 +363,16 @@ if OCPP_PROCESS_TIMEOUT < 2 * OCPP_PRESENCE_SWEEP_SECONDS:
 OCPP_REMOTE_START_WINDOW = env_int("OCPP_REMOTE_START_WINDOW", 300)
 # Vendors whose DataTransfer messages are acknowledged as Accepted.
 OCPP_DATA_TRANSFER_VENDORS = env_list("OCPP_DATA_TRANSFER_VENDORS", [])
+# Plausibility (stations/values.py, docs/ocpp.md "Plausibility and value limits").
+# A charger's timestamp is believed from this many days before the CSMS received
+# the message (queued messages of a charger that was offline) ...
+OCPP_TIMESTAMP_MAX_AGE_DAYS = env_int("OCPP_TIMESTAMP_MAX_AGE_DAYS", 90)
+# ... to this many seconds after it (clock drift). Outside: the charger's clock is
+# wrong; transactions are timed by the receive time, meter samples dropped.
+OCPP_TIMESTAMP_MAX_AHEAD_SECONDS = env_int("OCPP_TIMESTAMP_MAX_AHEAD_SECONDS", 900)
+# The most power one connector delivers: a register that implies more energy than
+# this for the session's length (at least an hour) is not believed.
+OCPP_MAX_POWER_KW = env_int("OCPP_MAX_POWER_KW", 1000)
 
 # --- Process tuning (see csms/runtime.py and bench/RESULTS.md) --------------------
 

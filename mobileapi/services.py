@@ -22,7 +22,7 @@ from csms.events import EventMessage, emit, to_message
 from csms.models import Event
 from mobileapi.messages import PUBLIC_KINDS
 from mobileapi.models import ApiKey, MobileSession, Scope, generate_key, hash_key
-from stations import rules
+from stations import rules, values
 from stations.models import Connector, IdTag, MeterSample, Station, Transaction
 from stations.services import DomainError, NotFound, iso
 
@@ -244,7 +244,7 @@ def connector_status(station_id: str, connector_id: int) -> dict[str, Any]:
     tx = connector.current_transaction
     sample = None
     if tx is not None:
-        sample = MeterSample.objects.filter(transaction=tx).order_by("-timestamp").first()
+        sample = MeterSample.objects.filter(values.readable("timestamp"), transaction=tx).order_by("-timestamp").first()
     energy = None
     if tx is not None:
         register = sample.energy_wh if sample and sample.energy_wh is not None else tx.meter_start
@@ -266,7 +266,8 @@ def connector_status(station_id: str, connector_id: int) -> dict[str, Any]:
 
 def meter_values_recent(station_id: str, connector_id: int | None, limit: int) -> list[dict[str, Any]]:
     require_station(station_id)
-    query = MeterSample.objects.filter(station_id=station_id)
+    # readable(): rows stored before the value limits may hold times Python cannot read.
+    query = MeterSample.objects.filter(values.readable("timestamp"), station_id=station_id)
     if connector_id is not None:
         query = query.filter(connector_number=connector_id)
     samples = list(query.select_related("transaction").order_by("-timestamp")[:limit])
@@ -290,10 +291,10 @@ def meter_values_recent(station_id: str, connector_id: int | None, limit: int) -
 
 
 def _session_energy(sample: MeterSample) -> float | None:
-    """Energy delivered in the sample's transaction so far (the register outside one)."""
+    """Energy delivered in the sample's transaction so far (the register outside one); never negative."""
     if sample.energy_wh is None or sample.transaction is None:
         return sample.energy_wh
-    return sample.energy_wh - sample.transaction.meter_start
+    return max(sample.energy_wh - sample.transaction.meter_start, 0)
 
 
 # --- Transactions -----------------------------------------------------------------

@@ -29,7 +29,7 @@ from django.views.decorators.http import require_POST
 from csms.admin_filters import ReadOnlyAdmin, StationIdFilter
 from csms.formatting import duration, kwh, money
 from csms.models import Event
-from stations import charts, commands, rules, selectors, services
+from stations import charts, commands, rules, selectors, services, values
 from stations.admin_operations import OPERATIONS, PANEL, ChangeConfigurationForm, RegistrationForm, actor_of
 from stations.models import Connector, IdTag, MeterSample, ServerProcess, Station, Tariff, Transaction
 
@@ -358,7 +358,9 @@ class TransactionAdmin(ReadOnlyAdmin):
         return "Active" if tx.stopped_at is None else "Completed"
 
     def _samples(self, tx: Transaction) -> list[MeterSample]:
-        return list(MeterSample.objects.filter(transaction=tx).order_by("timestamp")[:MAX_SAMPLES_SHOWN])
+        # readable(): rows stored before the value limits may hold times Python cannot read.
+        query = MeterSample.objects.filter(values.readable("timestamp"), transaction=tx)
+        return list(query.order_by("timestamp")[:MAX_SAMPLES_SHOWN])
 
     @admin.display(description="chart")
     def chart(self, tx: Transaction) -> str:

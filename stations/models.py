@@ -152,6 +152,11 @@ class Transaction(models.Model):
     meter_start = models.BigIntegerField(help_text="Wh")
     meter_stop = models.BigIntegerField(null=True, blank=True, help_text="Wh")
     started_at = models.DateTimeField()
+    # The charger's own start time, as sent, when it was not plausible (started_at
+    # is then the CSMS's receive time): how a re-sent StartTransaction is recognised.
+    reported_start = models.CharField(
+        max_length=40, blank=True, help_text="The charger's start timestamp when its clock was not believed"
+    )
     stopped_at = models.DateTimeField(null=True, blank=True)
     stop_reason = models.CharField(max_length=32, blank=True)
     energy_wh = models.BigIntegerField(null=True, blank=True)

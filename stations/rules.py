@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+
+from stations.values import excerpt, finite
 
 # Connector statuses that mean "a transaction holds this connector".
 CHARGING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
@@ -89,11 +91,16 @@ MEASURAND_FIELDS = {
 DEFAULT_UNITS = {"energy_wh": "Wh", "power_w": "W", "current_a": "A", "voltage_v": "V", "soc": "Percent"}
 
 
-def summarize_sampled_values(sampled_values: list[dict]) -> dict[str, float]:
+def summarize_sampled_values(
+    sampled_values: list[dict], on_drop: Callable[[str], None] | None = None
+) -> dict[str, float]:
     """The common measurands of one MeterValue, converted to Wh, W, A, V and %.
 
     A value without a phase wins; otherwise power is the sum of the phases,
     and current and voltage their mean. Signed data and unknown units are skipped.
+    A value that is no finite number ("NaN", "Infinity", "1e999", "abc") is
+    dropped and reported to ``on_drop``: it is not JSON, and PostgreSQL would
+    refuse the whole message's event for it.
     """
     totals: dict[str, float] = {}
     phased: dict[str, list[float]] = {}
@@ -102,11 +109,13 @@ def summarize_sampled_values(sampled_values: list[dict]) -> dict[str, float]:
         if field is None or sample.get("format") == "SignedData":
             continue
         factor = UNIT_FACTORS.get(sample.get("unit") or DEFAULT_UNITS[field])
-        try:
-            value = float(sample["value"]) * factor if factor is not None else None
-        except (KeyError, TypeError, ValueError):
-            value = None
+        if factor is None:
+            continue
+        value = finite(sample.get("value"))  # a string per the schema
+        value = finite(value * factor) if value is not None else None  # 1e308 kWh is no finite Wh
         if value is None:
+            if on_drop is not None:
+                on_drop(f"{field} value {excerpt(sample.get('value'))} is not a finite number")
             continue
         phase = sample.get("phase")
         if phase and phase.startswith("L") and field != "energy_wh":
@@ -114,6 +123,8 @@ def summarize_sampled_values(sampled_values: list[dict]) -> dict[str, float]:
         elif not phase or field == "energy_wh":
             totals.setdefault(field, value)
     for field, values in phased.items():
-        if field not in totals:
-            totals[field] = sum(values) if field == "power_w" else sum(values) / len(values)
+        combined = finite(sum(values) if field == "power_w" else sum(values) / len(values))  # 2 x 1e308 is inf
+        if field not in totals and combined is not None:
+            totals[field] = combined
     return totals
+

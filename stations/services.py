@@ -15,15 +15,15 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from csms.events import emit
-from stations import rules
+from stations import rules, values
+from stations.errors import Conflict, DomainError, InvalidValue, NotFound  # noqa: F401 (callers import them here)
 from stations.models import (
     Connector,
     IdTag,
@@ -39,44 +39,11 @@ from stations.models import (
 log = logging.getLogger("stations.services")
 
 
-class DomainError(Exception):
-    """A request the domain refuses; ``code`` is the mobile API's error code."""
-
-    code = 400
-
-
-class NotFound(DomainError):
-    code = 404
-
-
-class Conflict(DomainError):
-    code = 409
-
-
-class InvalidValue(DomainError):
-    """A value that passed the schema but means nothing (e.g. month 13)."""
-
-
 def iso(value: dt.datetime | None) -> str | None:
     """ISO 8601 in UTC with milliseconds and Z, as the mobile documents show."""
     if value is None:
         return None
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(value: str | None) -> dt.datetime:
-    """An OCPP timestamp (now when absent); raises InvalidValue when it is no date."""
-    if not value:
-        return timezone.now()
-    try:
-        parsed = parse_datetime(value)
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise InvalidValue(f"timestamp {value!r} is not an ISO 8601 date-time")
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, dt.UTC)
-    return parsed
 
 
 # --- Station credentials (security profile 1) ----------------------------------------
@@ -247,6 +214,11 @@ def set_registration_status(station_id: str, status: str, *, actor: str = "") ->
 
 
 # --- Charger-initiated messages ----------------------------------------------------------
+#
+# Every value a charger sends passes through stations.values before it is stored:
+# integers must fit their column, numbers must be finite, times must be plausible.
+# What happens otherwise is decided per message below and listed in docs/ocpp.md,
+# "Plausibility and value limits"; each message logs what it did not take in one line.
 
 def record_boot(station_id: str, info: dict[str, str]) -> str:
     """Store BootNotification details; return the registration status to answer."""
@@ -270,6 +242,41 @@ def _connector(station_id: str, number: int) -> Connector:
     return connector
 
 
+def _locked_connector(station_id: str, number: int) -> Connector:
+    """The connector (created on first sight) with its current transaction, its row
+    locked until the caller's transaction ends.
+
+    StartTransaction, StopTransaction and MeterValues of one connector take this
+    lock first, so they see each other's rows: without it two concurrent starts
+    both found the connector free, and a re-sent reading was announced again
+    while its first copy was being inserted. (SQLite's IMMEDIATE transactions
+    serialise every writer anyway; the lock is for PostgreSQL.)
+    """
+    query = Connector.objects.select_for_update(of=("self",)).select_related("current_transaction")
+    connector = query.filter(station_id=station_id, number=number).first()
+    if connector is None:
+        connector = query.get(pk=_connector(station_id, number).pk)
+    return connector
+
+
+def _charger_time(
+    text: str | None, received: dt.datetime, problems: values.Problems, *, strict: bool = False
+) -> dt.datetime:
+    """The charger's time if plausible, else the receive time (the reason goes to ``problems``).
+
+    ``strict``: a timestamp that is no date at all refuses the message (InvalidValue).
+    """
+    if not text:
+        return received
+    clock = values.charger_time(text, received)
+    if strict and not clock.readable:
+        raise InvalidValue(clock.problem)
+    if clock.value is None:
+        problems.add(f"{clock.problem}; the receive time is used")
+        return received
+    return clock.value
+
+
 def update_connector_status(
     station_id: str,
     connector_id: int,
@@ -280,28 +287,32 @@ def update_connector_status(
     vendor_error_code: str = "",
     timestamp: str | None = None,
 ) -> None:
+    received = timezone.now()
+    problems = values.Problems()
+    connector_id = values.column_int(Connector, "number", connector_id, "connectorId")
+    updated_at = _charger_time(timestamp, received, problems, strict=True)
     with transaction.atomic():
         connector = _connector(station_id, connector_id)
         connector.status = status
         connector.error_code = error_code
         connector.info = info or ""
         connector.vendor_error_code = vendor_error_code or ""
-        connector.updated_at = parse_time(timestamp)
+        connector.updated_at = updated_at
         connector.save()
-        if connector_id == 0:
-            return  # the station itself; its status is derived from the connectors
-        emit(
-            "connector.status.changed",
-            station_id,
-            {
-                "stationId": station_id,
-                "connectorId": connector_id,
-                "status": status,
-                "errorCode": None if error_code == "NoError" else error_code,
-                "transactionId": connector.current_transaction_id,
-                "timestamp": iso(connector.updated_at),
-            },
-        )
+        if connector_id != 0:  # connector 0 is the station itself; its status is derived from the connectors
+            emit(
+                "connector.status.changed",
+                station_id,
+                {
+                    "stationId": station_id,
+                    "connectorId": connector_id,
+                    "status": status,
+                    "errorCode": None if error_code == "NoError" else error_code,
+                    "transactionId": connector.current_transaction_id,
+                    "timestamp": iso(connector.updated_at),
+                },
+            )
+    problems.log(log, station_id, "StatusNotification")
 
 
 def authorize(id_tag: str) -> dict[str, Any]:
@@ -324,6 +335,42 @@ def _claim_remote_start(station_id: str, connector_id: int, id_tag: str, started
     return None
 
 
+@dataclass(frozen=True)
+class _Start:
+    """A StartTransaction's values, bounded (see ``_read_start``)."""
+
+    connector_id: int
+    meter_start: int
+    started_at: dt.datetime
+    reported_start: str  # the charger's timestamp when it was not believed, else ""
+    reservation_id: int | None
+
+
+def _read_start(
+    connector_id: int, meter_start: int, timestamp: str | None, reservation_id: int | None,
+    received: dt.datetime, problems: values.Problems,
+) -> _Start:
+    """Refuse what identifies nothing (InvalidValue); replace or drop the rest."""
+    connector_id = values.column_int(Connector, "number", connector_id, "connectorId")
+    if connector_id == 0:
+        raise InvalidValue("connectorId 0 is the station itself: a transaction needs a connector >= 1")
+    meter_start = values.column_int(Transaction, "meter_start", meter_start, "meterStart")
+    if meter_start < 0:
+        raise InvalidValue(f"meterStart {meter_start} is negative: an energy register is not")
+    if reservation_id is not None and not values.fits(Transaction, "reservation_id", reservation_id):
+        problems.add(f"reservationId {values.excerpt(reservation_id)} is out of range; dropped")
+        reservation_id = None
+    if not timestamp:
+        return _Start(connector_id, meter_start, received, "", reservation_id)
+    clock = values.charger_time(timestamp, received)
+    if not clock.readable:
+        raise InvalidValue(clock.problem)
+    if clock.value is not None:
+        return _Start(connector_id, meter_start, clock.value, "", reservation_id)
+    problems.add(f"{clock.problem}; the receive time is used")
+    return _Start(connector_id, meter_start, received, timestamp[:40], reservation_id)
+
+
 def start_transaction(
     station_id: str,
     connector_id: int,
@@ -332,54 +379,86 @@ def start_transaction(
     timestamp: str | None,
     reservation_id: int | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Allocate a transaction id, or return the same one for a re-sent message."""
+    """Allocate a transaction id, or return the same one for a re-sent message.
+
+    A new start on a connector whose transaction is still active closes that
+    one first, with reason Other: the charger has moved on (OCPP has one
+    transaction per connector), and it is the new one that it will stop.
+    """
+    received = timezone.now()
+    problems = values.Problems()
+    start = _read_start(connector_id, meter_start, timestamp, reservation_id, received, problems)
     tag_info = authorize(id_tag)
-    started_at = parse_time(timestamp)
     with transaction.atomic():
-        connector = _connector(station_id, connector_id)
-        existing = Transaction.objects.filter(
-            station_id=station_id, connector=connector, id_tag=id_tag, meter_start=meter_start, started_at=started_at
-        ).first()
+        connector = _locked_connector(station_id, start.connector_id)
+        same = Transaction.objects.filter(
+            station_id=station_id, connector=connector, id_tag=id_tag, meter_start=start.meter_start
+        )
+        existing = (same.filter(reported_start=start.reported_start) if start.reported_start
+                    else same.filter(started_at=start.started_at)).first()
         if existing is not None:
             log.info("StartTransaction re-sent by %s: returning transaction %s", station_id, existing.pk)
+            problems.log(log, station_id, "StartTransaction")
             return existing.pk, tag_info
-        request = _claim_remote_start(station_id, connector_id, id_tag, started_at)
-        try:
-            with transaction.atomic():
-                tx = Transaction.objects.create(
-                    station_id=station_id,
-                    connector=connector,
-                    id_tag=id_tag,
-                    meter_start=meter_start,
-                    started_at=started_at,
-                    reservation_id=reservation_id,
-                    started_by_key_id=request.api_key_id if request else None,
-                    started_by_user_id=request.user_id if request else None,
-                    start_correlation_id=request.correlation_id if request else "",
-                )
-        except IntegrityError:  # a concurrent retry of the same message won the race
-            tx = Transaction.objects.get(
-                station_id=station_id, connector=connector, id_tag=id_tag, meter_start=meter_start, started_at=started_at
-            )
-            return tx.pk, tag_info
-        if request is not None:
-            request.transaction = tx
-            request.save(update_fields=["transaction"])
+        _close_superseded(connector, start)
+        tx = _create_transaction(station_id, connector, id_tag, start)
         if tag_info["status"] == "Accepted":
             connector.current_transaction = tx
             connector.save(update_fields=["current_transaction"])
         data = {
             "transactionId": tx.pk,
             "stationId": station_id,
-            "connectorId": connector_id,
+            "connectorId": start.connector_id,
             "idTag": id_tag,
-            "startTime": iso(started_at),
-            "meterStart": meter_start,
+            "startTime": iso(tx.started_at),
+            "meterStart": start.meter_start,
         }
         if tx.start_correlation_id:
             data["correlationId"] = tx.start_correlation_id
         emit("transaction.started", station_id, data, actor=_actor(tx))
+    problems.log(log, station_id, "StartTransaction")
     return tx.pk, tag_info
+
+
+def _create_transaction(station_id: str, connector: Connector, id_tag: str, start: _Start) -> Transaction:
+    request = _claim_remote_start(station_id, start.connector_id, id_tag, start.started_at)
+    tx = Transaction.objects.create(
+        station_id=station_id,
+        connector=connector,
+        id_tag=id_tag,
+        meter_start=start.meter_start,
+        started_at=start.started_at,
+        reported_start=start.reported_start,
+        reservation_id=start.reservation_id,
+        started_by_key_id=request.api_key_id if request else None,
+        started_by_user_id=request.user_id if request else None,
+        start_correlation_id=request.correlation_id if request else "",
+    )
+    if request is not None:
+        request.transaction = tx
+        request.save(update_fields=["transaction"])
+    return tx
+
+
+def _close_superseded(connector: Connector, start: _Start) -> None:
+    """Close the transactions still active on a connector a new one starts on.
+
+    They ended, on the charger, when the new one began: at its start time and
+    its meterStart (when those are plausible for the old one; ``_close`` decides).
+    """
+    stale = (
+        Transaction.objects.select_for_update(of=("self",))
+        .select_related("station", "connector", "station__tariff")
+        .filter(connector=connector, stopped_at__isnull=True)
+    )
+    for tx in stale:
+        log.warning(
+            "[OCPP:StartTransaction] station=%s connector=%s: transaction %s was still active; closed with "
+            "reason Other, as the charger started a new one", tx.station_id, start.connector_id, tx.pk,
+        )
+        problems = values.Problems()
+        _close(tx, start.meter_start, start.started_at, "Other", problems)
+        problems.log(log, tx.station_id, "StartTransaction")
 
 
 def _actor(tx: Transaction) -> str:
@@ -403,38 +482,68 @@ def stop_transaction(
     id_tag: str | None = None,
     transaction_data: list[dict] | None = None,
 ) -> dict[str, Any] | None:
-    """Close a transaction, price it, store its samples; idempotent on re-send."""
+    """Close a transaction, price it, store its samples; idempotent on re-send.
+
+    A known transaction is always closed, whatever else the message carries:
+    samples that cannot be taken are skipped, an implausible clock is replaced
+    by the receive time and an implausible meterStop by the last plausible
+    register (see ``_close``). Otherwise the charger would re-send it forever
+    and the connector stay busy.
+    """
+    received = timezone.now()
+    problems = values.Problems()
     tag_info = authorize(id_tag) if id_tag else None
     with transaction.atomic():
-        tx = (
-            Transaction.objects.select_for_update(of=("self",))
-            .select_related("station", "connector", "station__tariff")
-            .filter(pk=transaction_id, station_id=station_id)
-            .first()
+        # An id no column can hold matches nothing (Django 5 answers an empty query).
+        number = (
+            Transaction.objects.filter(pk=transaction_id, station_id=station_id)
+            .values_list("connector__number", flat=True).first()
         )
-        if tx is None:
-            # Answer anyway so the charger can empty its queue; keep the samples.
-            log.warning("StopTransaction for unknown transaction %s from %s", transaction_id, station_id)
+        if number is None:
+            # Answer anyway so the charger can empty its queue.
+            log.warning("StopTransaction for unknown transaction %s from %s", values.excerpt(transaction_id), station_id)
             emit(
                 "transaction.stop.unknown",
                 station_id,
-                {"stationId": station_id, "transactionId": transaction_id, "meterStop": meter_stop},
+                {
+                    "stationId": station_id,
+                    "transactionId": transaction_id,
+                    "meterStop": meter_stop if values.fits(Transaction, "meter_stop", meter_stop) else None,
+                },
             )
             return tag_info
+        _locked_connector(station_id, number)  # before the transaction's row, in the order starts lock them
+        tx = (
+            Transaction.objects.select_for_update(of=("self",))
+            .select_related("station", "connector", "station__tariff")
+            .get(pk=transaction_id)
+        )
         if transaction_data:
-            _store_meter_values(station_id, tx.connector.number, tx, transaction_data)
+            _store_meter_values(station_id, number, tx, transaction_data, received, problems)
         if tx.stopped_at is not None:
             log.info("StopTransaction re-sent by %s for transaction %s", station_id, transaction_id)
-            return tag_info
-        _close(tx, meter_stop, parse_time(timestamp), reason or "Local")
+        else:
+            stopped_at = _charger_time(timestamp, received, problems)
+            _close(tx, meter_stop, stopped_at, reason or "Local", problems)
+    problems.log(log, station_id, "StopTransaction")
     return tag_info
 
 
-def _close(tx: Transaction, meter_stop: int, stopped_at: dt.datetime, reason: str) -> None:
-    tx.meter_stop = meter_stop
+def _close(tx: Transaction, meter_stop: Any, stopped_at: dt.datetime, reason: str, problems: values.Problems) -> None:
+    """Close ``tx``: energy, duration and cost from plausible values only.
+
+    The stop is never before the start (a stop time before it becomes the
+    start: duration 0). A meterStop that is no plausible register for the
+    session (below meterStart, or more than ``OCPP_MAX_POWER_KW`` could deliver
+    in its length) is replaced by the newest plausible register among the
+    transaction's samples, or by meterStart: energy is never negative, and
+    never absurd.
+    """
     tx.stopped_at = max(stopped_at, tx.started_at)
+    elapsed = (tx.stopped_at - tx.started_at).total_seconds()
+    tx.meter_stop = _stop_register(tx, meter_stop, elapsed, problems)
     tx.stop_reason = reason
-    tx.energy_wh = max(meter_stop - tx.meter_start, 0)
+    tx.energy_wh = tx.meter_stop - tx.meter_start
     tariff = tariff_for(tx.station)
     if tariff is not None:
         tx.tariff = tariff
@@ -446,6 +555,9 @@ def _close(tx: Transaction, meter_stop: int, stopped_at: dt.datetime, reason: st
             price_per_minute=tariff.price_per_minute,
             session_fee=tariff.session_fee,
         )
+        if not values.fits_decimal(Transaction, "cost", tx.cost):
+            problems.add(f"cost {tx.cost} of transaction {tx.pk} does not fit the cost column; left empty")
+            tx.cost = None
     tx.save()
     Connector.objects.filter(pk=tx.connector_id, current_transaction=tx).update(current_transaction=None)
     data = {
@@ -466,61 +578,190 @@ def _close(tx: Transaction, meter_stop: int, stopped_at: dt.datetime, reason: st
     emit("transaction.stopped", tx.station_id, data, actor=_actor(tx))
 
 
-def record_meter_values(
-    station_id: str, connector_id: int, transaction_id: int | None, meter_value: list[dict]
-) -> None:
-    with transaction.atomic():
-        tx = None
-        if transaction_id is not None:
-            tx = Transaction.objects.filter(pk=transaction_id, station_id=station_id).first()
-        if tx is None and connector_id:
-            tx = Transaction.objects.filter(
-                station_id=station_id, connector__number=connector_id, stopped_at__isnull=True
-            ).first()
-        _store_meter_values(station_id, connector_id, tx, meter_value, announce=True)
-
-
-def _store_meter_values(
-    station_id: str, connector_id: int, tx: Transaction | None, meter_value: list[dict], *, announce: bool = False
-) -> None:
-    """Store samples (duplicates ignored); announce the newest as a meter event."""
-    rows = []
-    for reading in meter_value:
-        sampled = reading.get("sampled_value") or []
-        summary = rules.summarize_sampled_values(sampled)
-        rows.append(
-            MeterSample(
-                station_id=station_id,
-                connector_number=connector_id,
-                transaction=tx,
-                timestamp=parse_time(reading.get("timestamp")),
-                context=(sampled[0].get("context") or "") if sampled else "",
-                sampled_values=sampled,
-                **summary,
-            )
-        )
-    if not rows:
-        return
-    MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
-    if announce:
-        _announce_meter(station_id, connector_id, tx, max(rows, key=lambda row: row.timestamp))
-
-
-def _announce_meter(station_id: str, connector_id: int, tx: Transaction | None, newest: MeterSample) -> None:
-    previous = (
+def _stop_register(tx: Transaction, meter_stop: Any, elapsed_s: float, problems: values.Problems) -> int:
+    """The register the session ended at: meterStop if plausible, else the newest plausible sample's."""
+    register = values.as_int(meter_stop)
+    if register is not None and values.plausible_energy(register - tx.meter_start, elapsed_s):
+        return register
+    sampled = (
         MeterSample.objects.filter(
-            station_id=station_id, connector_number=connector_id, transaction=tx, timestamp__lt=newest.timestamp,
-            energy_wh__isnull=False,
+            transaction=tx, energy_wh__gte=tx.meter_start,
+            energy_wh__lte=tx.meter_start + values.max_session_wh(elapsed_s),
         )
         .order_by("-timestamp")
         .values_list("energy_wh", flat=True)
         .first()
     )
+    used = round(sampled) if sampled is not None else tx.meter_start
+    problems.add(f"meterStop {values.excerpt(meter_stop)} is not plausible after meterStart {tx.meter_start} "
+                 f"(transaction {tx.pk}); the register {used} is used")
+    return used
+
+
+def record_meter_values(
+    station_id: str, connector_id: int, transaction_id: int | None, meter_value: list[dict]
+) -> None:
+    """Store a MeterValues message; announce the newest reading it added (none if it added none)."""
+    received = timezone.now()
+    problems = values.Problems()
+    connector_id = values.column_int(Connector, "number", connector_id, "connectorId")
+    with transaction.atomic():
+        connector_pk, current = _lock_for_readings(station_id, connector_id)
+        tx = _transaction_of(connector_pk, connector_id, current, transaction_id, problems)
+        readings = _readings(station_id, connector_id, tx, meter_value, received, problems)
+        added, before = _insert_new(station_id, connector_id, readings)
+        if added:
+            _announce_meter(station_id, connector_id, tx, max(added, key=lambda row: row.timestamp), before)
+    problems.log(log, station_id, "MeterValues")
+
+
+class _Session(NamedTuple):
+    """What meter readings need of their transaction (a Transaction has the same attributes)."""
+
+    pk: int
+    meter_start: int
+    started_at: dt.datetime
+
+
+_SESSION_FIELDS = ("id", "meter_start", "started_at")
+
+
+def _lock_for_readings(station_id: str, number: int) -> tuple[int, _Session | None]:
+    """``_locked_connector`` for MeterValues, the hot path: the same lock and the
+    current transaction in one query, read as values (no model instances)."""
+    query = (
+        Connector.objects.select_for_update(of=("self",))
+        .filter(station_id=station_id, number=number)
+        .values_list("id", *(f"current_transaction__{name}" for name in _SESSION_FIELDS))
+    )
+    row = query.first()
+    if row is None:
+        _connector(station_id, number)
+        row = query.first()
+    return row[0], (_Session(*row[1:]) if row[1] is not None else None)
+
+
+def _transaction_of(
+    connector_pk: int, number: int, current: _Session | None, transaction_id: int | None, problems: values.Problems
+) -> _Session | None:
+    """The transaction MeterValues samples belong to: the one named, if it is this
+    connector's; with none named, the connector's current one. Never another's."""
+    if transaction_id is None or (current is not None and current.pk == transaction_id):
+        return current
+    # Another of this connector's, e.g. one just stopped; an id no column holds matches nothing.
+    row = Transaction.objects.filter(pk=transaction_id, connector_id=connector_pk).values_list(*_SESSION_FIELDS).first()
+    if row is None:
+        problems.add(f"transactionId {values.excerpt(transaction_id)} is no transaction of connector "
+                     f"{number}; its samples are kept without a transaction")
+        return None
+    return _Session(*row)
+
+
+def _store_meter_values(
+    station_id: str, connector_id: int, tx: Transaction | None, meter_value: list[dict],
+    received: dt.datetime, problems: values.Problems,
+) -> None:
+    """Store the readings of a StopTransaction's transactionData that are not stored yet."""
+    _insert_new(station_id, connector_id, _readings(station_id, connector_id, tx, meter_value, received, problems))
+
+
+def _readings(
+    station_id: str, connector_id: int, tx: Transaction | _Session | None, meter_value: list[dict],
+    received: dt.datetime, problems: values.Problems,
+) -> dict[dt.datetime, MeterSample]:
+    """The message's readings by time, as rows to store: a reading without a plausible
+    time is dropped, and so is a value that is no finite number or an implausible register."""
+    readings: dict[dt.datetime, MeterSample] = {}
+    for index, reading in enumerate(meter_value):
+        clock = values.charger_time(reading.get("timestamp"), received)
+        if clock.value is None:
+            problems.add(f"sample {index}: {clock.problem}; dropped")
+            continue
+        if clock.value in readings:
+            problems.add(f"sample {index}: a second reading at {iso(clock.value)}; dropped")
+            continue
+        sampled = reading.get("sampled_value") or []
+        summary = rules.summarize_sampled_values(sampled, lambda why: problems.add(f"sample {index}: {why}; dropped"))
+        if "energy_wh" in summary and not _plausible_register(summary["energy_wh"], tx, clock.value):
+            problems.add(f"sample {index}: register {summary.pop('energy_wh')} Wh is not plausible"
+                         f"{f' after meterStart {tx.meter_start}' if tx else ''}; dropped")
+        readings[clock.value] = MeterSample(
+            station_id=station_id,
+            connector_number=connector_id,
+            transaction_id=tx.pk if tx else None,
+            timestamp=clock.value,
+            context=(sampled[0].get("context") or "") if sampled else "",
+            sampled_values=sampled,
+            **summary,
+        )
+    return readings
+
+
+class _Stored(NamedTuple):
+    timestamp: dt.datetime
+    transaction_id: int | None
+    energy_wh: float | None
+
+
+def _insert_new(
+    station_id: str, connector_id: int, readings: dict[dt.datetime, MeterSample]
+) -> tuple[list[MeterSample], _Stored | None]:
+    """Insert the readings not stored yet; return them, and for a lone reading the
+    stored one just before it (for its delta: one query finds both).
+
+    The caller holds the connector's lock (``_locked_connector``), so what is
+    found here is exactly what is stored: a re-sent reading, or a second one at
+    a time already taken, is neither inserted nor announced.
+    """
+    if not readings:
+        return [], None
+    stored = MeterSample.objects.filter(station_id=station_id, connector_number=connector_id)
+    before = None
+    if len(readings) == 1:  # what a charger sends every interval: the hot path
+        [(at, row)] = readings.items()
+        found = stored.filter(timestamp__lte=at).order_by("-timestamp").values_list(
+            "timestamp", "transaction_id", "energy_wh").first()
+        before = _Stored(*found) if found is not None else None
+        if before is not None and before.timestamp == at:
+            return [], None
+        rows = [row]
+    else:
+        taken = set(stored.filter(timestamp__in=list(readings)).values_list("timestamp", flat=True))
+        rows = [row for at, row in readings.items() if at not in taken]
+    MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
+    return rows, before
+
+
+def _plausible_register(register: float, tx: Transaction | _Session | None, at: dt.datetime) -> bool:
+    """An energy register reading: never negative, and within what ``tx`` could have delivered by ``at``."""
+    if tx is None:
+        return register >= 0
+    return values.plausible_energy(register - tx.meter_start, (at - tx.started_at).total_seconds())
+
+
+def _announce_meter(
+    station_id: str, connector_id: int, tx: _Session | None, newest: MeterSample, before: _Stored | None
+) -> None:
+    """Push the newest reading a message added; ``before``: the stored reading just before it, if known."""
+    if before is not None and before.transaction_id == (tx.pk if tx else None) and before.energy_wh is not None:
+        previous = before.energy_wh  # the one the query below would find
+    else:
+        previous = (
+            MeterSample.objects.filter(
+                station_id=station_id, connector_number=connector_id, transaction_id=tx.pk if tx else None,
+                timestamp__lt=newest.timestamp,
+                energy_wh__isnull=False,
+            )
+            .order_by("-timestamp")
+            .values_list("energy_wh", flat=True)
+            .first()
+        )
     baseline = previous if previous is not None else (tx.meter_start if tx else None)
     register = newest.energy_wh
     # "energy" is what this session has delivered (the documents' 7500 Wh mid-way,
-    # 15500 Wh at the end), not the meter's lifetime register.
-    energy = register - tx.meter_start if register is not None and tx else register
+    # 15500 Wh at the end), not the meter's lifetime register. Registers are
+    # plausible by now (never below meterStart); max() keeps rows from before that.
+    energy = max(register - tx.meter_start, 0) if register is not None and tx else register
     emit(
         "meter.update",
         station_id,
@@ -534,7 +775,7 @@ def _announce_meter(station_id: str, connector_id: int, tx: Transaction | None, 
             "current": newest.current_a,
             "voltage": newest.voltage_v,
             "soc": newest.soc,
-            "delta": (register - baseline) if register is not None and baseline is not None else None,
+            "delta": max(register - baseline, 0) if register is not None and baseline is not None else None,
             "total": energy,
             "unit": "Wh",
             "register": register,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from decimal import Decimal
 
 import pytest
 import websockets
+from django.utils import timezone
 from ocpp.v16 import call
 
 from csms.models import Event
@@ -16,6 +18,11 @@ from stations.simulator import connect
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def days_ago(days: int = 2) -> str:
+    """A date the CSMS believes a charger's clock for (docs/ocpp.md: up to OCPP_TIMESTAMP_MAX_AGE_DAYS old)."""
+    return (timezone.now() - dt.timedelta(days=days)).strftime("%Y-%m-%d")
 
 
 async def station(station_id: str = "fora072") -> Station:
@@ -69,8 +76,9 @@ async def test_full_transaction_with_meter_values_and_cost(charger_factory):
     await Tariff.objects.acreate(name="Standard", price_per_kwh=Decimal("0.10"), currency="EUR", is_default=True)
     charger = await charger_factory(connectors=2)
     cp = charger.cp
+    day = days_ago()
     start = await cp.call(
-        call.StartTransaction(connector_id=2, id_tag="MOBILE_USER_12345", meter_start=1000, timestamp="2025-10-24T16:00:00Z")
+        call.StartTransaction(connector_id=2, id_tag="MOBILE_USER_12345", meter_start=1000, timestamp=f"{day}T16:00:00Z")
     )
     assert start.id_tag_info == {"status": "Accepted"}
     tx_id = start.transaction_id
@@ -81,7 +89,7 @@ async def test_full_transaction_with_meter_values_and_cost(charger_factory):
             transaction_id=tx_id,
             meter_value=[
                 {
-                    "timestamp": "2025-10-24T16:30:00Z",
+                    "timestamp": f"{day}T16:30:00Z",
                     "sampledValue": [
                         {"value": "8.5", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
                         {"value": "50", "measurand": "Power.Active.Import", "unit": "kW"},
@@ -95,13 +103,13 @@ async def test_full_transaction_with_meter_values_and_cost(charger_factory):
     stop = await cp.call(
         call.StopTransaction(
             meter_stop=16500,
-            timestamp="2025-10-24T17:00:00Z",
+            timestamp=f"{day}T17:00:00Z",
             transaction_id=tx_id,
             reason="Remote",
             id_tag="MOBILE_USER_12345",
             transaction_data=[
-                {"timestamp": "2025-10-24T16:30:00Z", "sampledValue": [{"value": "8500"}]},  # a repeat
-                {"timestamp": "2025-10-24T17:00:00Z", "sampledValue": [{"value": "16500", "context": "Transaction.End"}]},
+                {"timestamp": f"{day}T16:30:00Z", "sampledValue": [{"value": "8500"}]},  # a repeat
+                {"timestamp": f"{day}T17:00:00Z", "sampledValue": [{"value": "16500", "context": "Transaction.End"}]},
             ],
         )
     )
@@ -123,7 +131,7 @@ async def test_full_transaction_with_meter_values_and_cost(charger_factory):
         "stationId": "fora072",
         "connectorId": 2,
         "idTag": "MOBILE_USER_12345",
-        "stopTime": "2025-10-24T17:00:00.000Z",
+        "stopTime": f"{day}T17:00:00.000Z",
         "energy": 15500,
         "totalKWh": 15.5,
         "duration": 3600,
@@ -191,7 +199,7 @@ async def test_data_transfer_answered_and_stored(charger_factory):
 async def test_meter_values_resent_are_stored_once(charger_factory):
     charger = await charger_factory()
     values = call.MeterValues(
-        connector_id=1, meter_value=[{"timestamp": "2026-01-01T10:00:00Z", "sampledValue": [{"value": "42"}]}]
+        connector_id=1, meter_value=[{"timestamp": f"{days_ago()}T10:00:00Z", "sampledValue": [{"value": "42"}]}]
     )
     await charger.cp.call(values)
     await charger.cp.call(values)

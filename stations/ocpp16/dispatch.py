@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from ocpp.exceptions import PropertyConstraintViolationError
 
 from csms.events import call_service
-from stations.services import InvalidValue
+from stations.errors import InvalidValue
 
 T = TypeVar("T")
 
