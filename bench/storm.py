@@ -61,7 +61,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import Server, percentile, proc_cpu_seconds, raise_nofile, stderr_digest  # noqa: E402
+from _support import (  # noqa: E402
+    Server,
+    percentile,
+    proc_cpu_seconds,
+    raise_nofile,
+    stderr_digest,
+    tcp_listen_counters,
+)
 
 # Counters the generator publishes for the parent's samples.
 COUNTERS = ("attempts", "open", "booted_now", "refused_503", "refused_other", "failed", "lost", "boot_timeouts",
@@ -116,7 +123,7 @@ class Charger:
         self.attempts = 0
 
 
-async def run_charger(charger: Charger, cfg: dict, row: list, failures: dict) -> None:
+async def run_charger(charger: Charger, cfg: dict, row: list, failures: dict, refusal_times: list) -> None:
     import websockets
     from websockets.asyncio.client import connect
 
@@ -129,12 +136,15 @@ async def run_charger(charger: Charger, cfg: dict, row: list, failures: dict) ->
         charger.attempts += 1
         row[0] += 1
         server_wait = None
+        began = time.perf_counter()
         try:
             ws = await connect(url, subprotocols=["ocpp1.6"], open_timeout=cfg["connect_timeout"], ping_interval=None,
                                compression=None, proxy=None, close_timeout=1, max_queue=4)
         except websockets.InvalidStatus as refusal:
             status = refusal.response.status_code
             row[3 if status == 503 else 4] += 1
+            if status == 503:
+                refusal_times.append(time.perf_counter() - began)
             failures[f"HTTP {status}"] = failures.get(f"HTTP {status}", 0) + 1
             server_wait = retry_after(refusal)
         except (OSError, TimeoutError, websockets.WebSocketException) as error:
@@ -187,6 +197,7 @@ async def hold(ws, charger: Charger, cfg: dict, row: list, backoff) -> None:
 async def generator_main(cfg: dict, counters, result_queue) -> None:
     row = [0] * len(COUNTERS)
     failures: dict[str, int] = {}
+    refusal_times: list[float] = []  # from the attempt to its 503
     chargers = [Charger(i) for i in range(cfg["chargers"])]
 
     async def publish() -> None:
@@ -208,12 +219,13 @@ async def generator_main(cfg: dict, counters, result_queue) -> None:
         delay = cfg["start_at"] + charger.index * cfg["window"] / cfg["chargers"] - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(run_charger(charger, cfg, row, failures)))
+        tasks.append(asyncio.create_task(run_charger(charger, cfg, row, failures, refusal_times)))
     while not os.path.exists(cfg["report_flag"]):
         await asyncio.sleep(0.1)
     counters[:] = row
     result_queue.put({
         "failures": failures,
+        "refusal_times": refusal_times,
         "chargers": [(c.first_attempt, c.booted_at, c.boot_rtt, c.open, c.attempts) for c in chargers],
     })
     while not os.path.exists(cfg["done_flag"]):
@@ -271,6 +283,7 @@ def run(args: argparse.Namespace) -> dict:
         generator = mp.Process(target=generator_process, args=(cfg, counters, results), daemon=True)
         generator.start()
         cpu_before, wall_before = proc_cpu_seconds(server.pid), time.time()
+        listen_before = tcp_listen_counters()
         all_booted_since = None
         next_print = start_at
         print(f"{'t(s)':>6} {'open':>5} {'booted':>6} {'503':>6} {'other':>5} {'failed':>6} {'lost':>5} "
@@ -307,6 +320,8 @@ def run(args: argparse.Namespace) -> dict:
         (server.tmp / "report").touch()
         result = results.get(timeout=60)
         final_db = online_in_db(server)
+        listen_after = tcp_listen_counters()
+        overflows = {k: listen_after.get(k, 0) - listen_before.get(k, 0) for k in listen_after}
         server_cpu = (proc_cpu_seconds(server.pid) - cpu_before) / (time.time() - wall_before) * 100
         server_alive = server.process.poll() is None
     finally:
@@ -318,10 +333,10 @@ def run(args: argparse.Namespace) -> dict:
             if generator.is_alive():
                 generator.terminate()
         server.cleanup()
-    return summarize(args, label, start_at, samples, result, final_db, server_cpu, server_alive, stderr)
+    return summarize(args, label, start_at, samples, result, final_db, server_cpu, server_alive, stderr, overflows)
 
 
-def summarize(args, label, start_at, samples, result, final_db, server_cpu, server_alive, stderr) -> dict:
+def summarize(args, label, start_at, samples, result, final_db, server_cpu, server_alive, stderr, overflows) -> dict:
     chargers = result["chargers"]
     connected = [c for c in chargers if c[3] and c[1] is not None]
     to_boot = [c[1] - c[0] for c in chargers if c[1] is not None]
@@ -337,6 +352,8 @@ def summarize(args, label, start_at, samples, result, final_db, server_cpu, serv
         "boot_p50_s": percentile(to_boot, 50), "boot_p99_s": percentile(to_boot, 99),
         "boot_rtt_p50_ms": percentile(rtts, 50) * 1000, "boot_rtt_p99_ms": percentile(rtts, 99) * 1000,
         "refused_503": final.get("refused_503", 0), "refused_other": final.get("refused_other", 0),
+        "refusal_p50_ms": percentile(result["refusal_times"], 50) * 1000,
+        "refusal_p99_ms": percentile(result["refusal_times"], 99) * 1000,
         "failed": final.get("failed", 0), "lost": final.get("lost", 0),
         "boot_timeouts": final.get("boot_timeouts", 0),
         "attempts_p50": percentile([c[4] for c in chargers], 50),
@@ -361,13 +378,15 @@ def summarize(args, label, start_at, samples, result, final_db, server_cpu, serv
           f"dropped/timed-out={summary['failed']} lost-after-open={summary['lost']} "
           f"boot-timeouts={summary['boot_timeouts']} ; attempts per charger p50={summary['attempts_p50']} "
           f"max={summary['attempts_max']}")
-    print(f"  by cause:   {result['failures']}")
+    print(f"  by cause:   {result['failures']} ; a 503 took p50={summary['refusal_p50_ms']:.1f} ms "
+          f"p99={summary['refusal_p99_ms']:.1f} ms from the attempt")
     print(f"ghosts        max(online in DB - sockets the chargers hold open)={summary['ghost_max']} (above 0 for "
           f"{ghost_seconds:.1f} s; the chargers' count lags by up to their loop lag, max "
           f"{summary['generator_lag_max_ms']} ms)")
     print(f"              max(online in DB - server TCP connections established)={summary['ghost_tcp_max']} (above 0 "
           f"for {summary['ghost_tcp_seconds']:.1f} s) ; at the end DB online={final_db} sockets open={summary['open_end']}")
-    print(f"server        CPU {server_cpu:.1f} % of one core over the run; alive at end: {server_alive}")
+    print(f"server        CPU {server_cpu:.1f} % of one core over the run; alive at end: {server_alive} ; "
+          f"listen queue (system-wide) {overflows}")
     digest = stderr_digest(stderr)
     print(f"server stderr: {len(stderr.splitlines())} lines" + (":" if digest else ""))
     for line in digest:
