@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import threading
 import time
 from urllib.parse import urlparse
 
@@ -41,7 +42,7 @@ async def attempt(url: str, station_id: str) -> tuple[float, object]:
     began = time.monotonic()
     try:
         result: object = await connect(url, station_id, open_timeout=10)
-    except websockets.InvalidStatus as refusal:
+    except (websockets.InvalidStatus, websockets.InvalidMessage) as refusal:  # refused; dropped unanswered
         result = refusal
     return time.monotonic() - began, result
 
@@ -191,3 +192,59 @@ async def test_station_connected_exactly_once_after_an_abandoned_handshake(serve
 
     await eventually(offline)
     assert await Event.objects.filter(kind="station.disconnected").acount() == 1
+
+
+# --- Under daphne, the production server ---------------------------------------------------
+
+
+def hold_station_inserts(seconds: float, taken: threading.Event) -> None:
+    """In a thread: a transaction that blocks new Station rows for ``seconds`` (the server's
+    handshakes of unknown stations, which register them, wait behind it)."""
+    from django.db import connection, transaction
+
+    try:
+        with transaction.atomic():  # SQLite: BEGIN IMMEDIATE (the write lock)
+            if connection.vendor == "postgresql":
+                connection.cursor().execute("LOCK TABLE stations_station IN EXCLUSIVE MODE")
+            taken.set()
+            time.sleep(seconds)
+    finally:
+        connection.close()
+
+
+async def test_daphne_refuses_a_burst_with_503_and_its_timed_out_handshakes_leave_no_station_online(
+    daphne_process,
+):
+    url, _ = daphne_process(
+        {"WS_MAX_PENDING_HANDSHAKES": "2", "WS_HANDSHAKE_RETRY_AFTER": "1", "OCPP_UNKNOWN_STATIONS": "accept"},
+        args=["--websocket_connect_timeout", "2"],
+    )
+    taken = threading.Event()
+    lock = asyncio.ensure_future(asyncio.to_thread(hold_station_inserts, 5.0, taken))
+    await asyncio.to_thread(taken.wait, 5)
+    # Two handshakes in flight, waiting on the database past daphne's 2 s handshake timeout.
+    waiting = [asyncio.ensure_future(attempt(f"{url}/ocpp", f"slow{i}")) for i in range(2)]
+    await asyncio.sleep(0.5)
+    refused = await asyncio.gather(*(attempt(f"{url}/ocpp", f"burst{i}") for i in range(4)))
+    for took, refusal in refused:
+        assert isinstance(refusal, websockets.InvalidStatus) and refusal.response.status_code == 503
+        assert 1 <= int(refusal.response.headers["Retry-After"]) <= 2
+        assert took < 1.5
+    for _, result in await asyncio.gather(*waiting):
+        assert isinstance(result, websockets.InvalidMessage)  # daphne dropped them unanswered
+    await lock
+
+    async def registered() -> bool:  # their handshakes went on in the server once the lock went
+        return await Station.objects.filter(pk__in=["slow0", "slow1"]).acount() == 2
+
+    await eventually(registered)
+    await asyncio.sleep(1.0)  # room for anything still queued to write
+    assert not await Station.objects.filter(is_online=True).aexists()
+    assert not await Event.objects.filter(kind="station.connected").aexists()
+    ws = await connect(f"{url}/ocpp", "burst0")  # the refused connect now
+
+    async def online() -> bool:
+        return (await station("burst0")).is_online
+
+    await eventually(online)
+    await ws.close()
