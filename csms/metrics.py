@@ -30,6 +30,8 @@ remote_commands = Counter("csms_remote_commands_total", "CSMS-initiated OCPP com
                           ["action", "outcome"])
 processes_declared_dead = Counter("csms_processes_declared_dead_total",
                                   "Server processes this process found dead (their stations marked offline)")
+unmatched_results = Counter("csms_ocpp_unmatched_results_total",
+                            "CALLRESULTs and CALLERRORs from chargers that answered no call in flight (dropped)")
 channel_send_failures = Counter("csms_channel_send_failures_total", "Channel-layer sends that failed", ["where"])
 connections_dropped = Counter("csms_server_connections_dropped_total",
                               "Connections the server dropped to protect itself: slow_reader (close code 4005), "
@@ -39,14 +41,14 @@ channel_layer_reconnects = Counter("csms_channel_layer_reconnects_total",
 channel_layer_available = Gauge("csms_channel_layer_available",
                                 "1 while this process's channel layer reaches Redis (always 1 without Redis)")
 channel_layer_available.set(1)
-handshakes_pending = Gauge("csms_websocket_handshakes_pending", "WebSocket handshakes in flight in this process")
-handshakes_refused = Counter("csms_websocket_handshakes_refused_total",
-                             "WebSocket handshakes refused because too many were in flight (HTTP 503)", ["endpoint"])
 auth_failures = Counter("csms_auth_failures_total",
                         "Failed authentications (wrong API key, wrong station password), by endpoint", ["endpoint"])
 auth_lockout_refusals = Counter("csms_auth_lockout_refusals_total",
                                 "Authentications refused unchecked: the client address is locked out (csms/lockout.py)",
                                 ["endpoint"])
+handshakes_pending = Gauge("csms_websocket_handshakes_pending", "WebSocket handshakes in flight in this process")
+handshakes_refused = Counter("csms_websocket_handshakes_refused_total",
+                             "WebSocket handshakes refused because too many were in flight (HTTP 503)", ["endpoint"])
 
 
 def command_outcome(answer_status: str | None) -> str:

@@ -387,6 +387,9 @@ GC_FREEZE = env_bool("CSMS_GC_FREEZE", True)
 
 LOG_DIR = Path(env_str("LOG_DIR", str(BASE_DIR / "logs")))
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# Longest log message (characters; a traceback gets twice that): a client's
+# payload quoted in a line cannot grow the log without bound.
+LOG_MAX_RECORD = env_int("LOG_MAX_RECORD", 4000)
 
 LOGGING = {
     "version": 1,
@@ -394,27 +397,24 @@ LOGGING = {
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"},
     },
+    "filters": {"bounded": {"()": "csms.logs.BoundedRecords", "limit": LOG_MAX_RECORD}},
     "handlers": {
         "stdout": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["bounded"]},
         "daily": {
-# Longest log message (characters; a traceback gets twice that): a client's
-# payload quoted in a line cannot grow the log without bound.
-LOG_MAX_RECORD = env_int("LOG_MAX_RECORD", 4000)
             "class": "csms.logs.DailyFileHandler",
             "directory": str(LOG_DIR),
             "formatter": "line",
+            "filters": ["bounded"],
         },
     },
     "root": {"handlers": ["stdout", "daily"], "level": LOG_LEVEL},
     "loggers": {
-    "filters": {"bounded": {"()": "csms.logs.BoundedRecords", "limit": LOG_MAX_RECORD}},
         # The ocpp library logs every frame at INFO; we log one line per
         # message ourselves ([OCPP:<Action>]).
         "ocpp": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
     },
-            "filters": ["bounded"],
 }
 
 # --- Mobile API -----------------------------------------------------------------
@@ -424,6 +424,8 @@ MOBILE_WS_RATE_LIMIT = env_str("MOBILE_WS_RATE_LIMIT", "10/1")
 MOBILE_CLIENT_RATE_LIMIT = env_str("MOBILE_CLIENT_RATE_LIMIT", "50/10")
 MOBILE_WS_MAX_MESSAGE_BYTES = env_int("MOBILE_WS_MAX_MESSAGE_BYTES", 1024 * 1024)
 MOBILE_CLIENT_MAX_MESSAGE_BYTES = env_int("MOBILE_CLIENT_MAX_MESSAGE_BYTES", 32 * 1024)
+# Subscriptions one connection may hold at once (each is checked for every push).
+MOBILE_MAX_SUBSCRIPTIONS = env_int("MOBILE_MAX_SUBSCRIPTIONS", 100)
 # An authenticated session lasts this long, then session.expired asks for auth again.
 MOBILE_SESSION_TTL = env_int("MOBILE_SESSION_TTL", 24 * 3600)
 # A connection that sends nothing for this long is closed.
@@ -434,8 +436,6 @@ MOBILE_HUB_RENEW_SECONDS = env_int("MOBILE_HUB_RENEW_SECONDS", 3600)
 # getStations is served from a per-process snapshot, renewed on every station
 # or connector event and at least this often (seconds; lastActivity moves silently).
 MOBILE_SNAPSHOT_MAX_AGE = env_int("MOBILE_SNAPSHOT_MAX_AGE", 5)
-# Subscriptions one connection may hold at once (each is checked for every push).
-MOBILE_MAX_SUBSCRIPTIONS = env_int("MOBILE_MAX_SUBSCRIPTIONS", 100)
 # How often each process checks its sessions (expiry, idle, deactivated keys).
 MOBILE_SESSION_CHECK_SECONDS = env_int("MOBILE_SESSION_CHECK_SECONDS", 2)
 # Support's view of the sessions (admin "Mobile sessions"): a session's last

@@ -21,10 +21,11 @@ from django.db import connection
 from django.http import HttpRequest
 from ninja import Field, NinjaAPI, Path, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 from ninja.responses import Status
 from ninja.security import APIKeyHeader
 
-from csms import lockout
+from csms import lockout, wire
 from mobileapi import services
 from mobileapi.models import Scope
 from mobileapi.snapshots import snapshot
@@ -71,7 +72,29 @@ class ApiKeyAuth(APIKeyHeader):
             log.warning("[API:auth] address=%s locked out for %g s: too many failed authentications", address, locked)
 
 
+class WireParser(Parser):
+    """Bodies and query strings read as the WebSocket APIs read frames (csms/wire.py):
+    no NUL, unpaired surrogate, non-finite number or deep nesting reaches a query."""
+
+    LIMITS = wire.Limits(max_depth=8, max_items=256)
+
+    def parse_body(self, request: HttpRequest) -> dict:
+        try:
+            return wire.parse(request.body.decode("utf-8"), self.LIMITS)
+        except wire.WireError as error:
+            raise HttpError(400, str(error)) from None
+
+    def parse_querydict(self, data, list_fields, request):
+        if any("\x00" in value for _, values in data.lists() for value in values):
+            raise HttpError(400, "query parameters must not contain NUL characters")
+        return super().parse_querydict(data, list_fields, request)
+
+
+# A station identity in a path (the same rule as wire.is_station_id).
+STATION_ID = Path(..., pattern=r"^[^\x00-\x20\x7f/\\]{1,64}$")
+
 api = NinjaAPI(
+    parser=WireParser(),
     title="CSMS HTTP API",
     version="1.0.0",
     description="Stations, transactions, events and remote start/stop for testing and integrations. "
@@ -227,7 +250,7 @@ def list_stations(request):
 
 
 @api.get("/stations/{station_id}", response={200: StationOut, **ERRORS}, tags=["stations"])
-def get_station(request, station_id: str):
+def get_station(request, station_id: str = STATION_ID):
     need(request, Scope.READ_STATIONS)
     for station in async_to_sync(snapshot.stations)():
         if station["id"] == station_id:
@@ -237,7 +260,7 @@ def get_station(request, station_id: str):
 
 @api.get("/stations/{station_id}/connectors/{connector_id}", response={200: ConnectorStatusOut, **ERRORS},
          tags=["stations"])
-def get_connector(request, station_id: str, connector_id: int = Path(..., ge=0, le=1000)):
+def get_connector(request, station_id: str = STATION_ID, connector_id: int = Path(..., ge=0, le=1000)):
     need(request, Scope.READ_STATIONS)
     return services.connector_status(station_id, connector_id)
 
@@ -335,7 +358,8 @@ class CommandOut(Schema):
 
 @api.post("/stations/{station_id}/connectors/{connector_id}/start", response={200: CommandOut, **COMMAND_ERRORS},
           tags=["commands"], summary="RemoteStartTransaction; answers with the charger's status")
-def start(request, station_id: str, connector_id: int = Path(..., ge=1, le=1000), body: StartIn | None = None):
+def start(request, station_id: str = STATION_ID, connector_id: int = Path(..., ge=1, le=1000),
+          body: StartIn | None = None):
     key = need(request, Scope.WRITE_CHARGING)
     id_tag = services.permitted_id_tag(key, body.idTag if body else None)  # the WebSocket API's rule (403)
     if id_tag is None:

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,9 +22,9 @@ from django.conf import settings
 from ocpp.exceptions import OCPPError
 from ocpp.v16.enums import Action
 
-from csms import lockout, metrics
+from csms import lockout, metrics, wire
 from csms.admission import handshake_abandoned
-from csms.consumers import DirectDispatchMixin
+from csms.consumers import DirectDispatchMixin, TeardownMixin
 from csms.events import call_service
 from csms.layers import ChannelLayerUnavailable
 from csms.tls import is_secure
@@ -37,6 +38,9 @@ log = logging.getLogger("stations.ocpp")
 CLOSE_REPLACED = 4001  # the station connected again; this older socket goes
 CLOSE_FENCED = 4010  # this process was declared dead while it stalled: reconnect
 MAX_FRAME_BYTES = 256 * 1024
+# OCPP payloads nest a few levels (MeterValues: frame, payload, meterValue,
+# sampledValue); transactionData of a long session can hold thousands of readings.
+FRAME_LIMITS = wire.Limits(max_depth=16, max_items=4096)
 _UNIQUE_ID = re.compile(r'^\s*\[\s*[234]\s*,\s*"([^"\\]{1,64})"')
 # Charger requests refused while a station is not Accepted (OCPP 1.6 4.2.1).
 _NEEDS_ACCEPTANCE = frozenset({"Authorize", "StartTransaction"})
@@ -56,14 +60,20 @@ def basic_auth_password(scope: dict[str, Any], station_id: str) -> str | None:
     return None
 
 
-class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
+class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
     station_id: str = ""
     charge_point: ocpp16.ChargePoint16 | None = None
+    dropped_results = 0  # CALLRESULTs/CALLERRORs that answered no call of ours
     present = False  # marked online on this socket (and in this process's presence)
 
     async def connect(self) -> None:
         self.station_id = unquote(self.scope["url_route"]["kwargs"]["station_id"])
         self.command_tasks: set[asyncio.Task] = set()
+        if not wire.is_station_id(self.station_id):  # e.g. /ocpp/%00: no row, no log line can hold it
+            log.warning("[OCPP:connect] station=%s refused: not a valid identity", wire.excerpt(self.station_id, 64))
+            self.station_id = ""
+            await self.close()  # before accept(): HTTP 403
+            return
         if ocpp16.SUBPROTOCOL not in self.scope.get("subprotocols", []):
             log.warning("[OCPP:connect] station=%s refused: no supported subprotocol in %s",
                         self.station_id, self.scope.get("subprotocols"))
@@ -152,44 +162,74 @@ class OcppConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         began = time.perf_counter()
         problem = self._check_frame(text_data)
         if problem is None:
-            await self.charge_point.route_message(text_data)
+            try:
+                await self.charge_point.route_message(text_data)
+            except Exception:
+                # The library answers a handler's errors itself; this is what
+                # escaped it. The charger gets an InternalError, the socket stays.
+                await self._internal_error(text_data)
+                return
             metrics.messages.labels("ocpp", self.action, "ok").inc()
             metrics.message_seconds.labels("ocpp", self.action).observe(time.perf_counter() - began)
             return
         unique_id, code, description = problem
+        if code == "dropped":
+            return
         metrics.messages.labels("ocpp", self.action, code).inc()
-        log.warning("[OCPP:invalid] station=%s %s: %s", self.station_id, code, description)
+        log.warning("[OCPP:invalid] station=%s %s: %s (frame: %s)", self.station_id, code, description,
+                    wire.excerpt(text_data))
         if unique_id is not None:
             await self.send(json.dumps([4, unique_id, code, description, {}]))
+
+    async def _internal_error(self, text: str) -> None:
+        correlation_id = f"err-{uuid.uuid4().hex[:12]}"
+        log.exception("[OCPP:%s] station=%s internal error correlationId=%s (frame: %s)", self.action,
+                      self.station_id, correlation_id, wire.excerpt(text))
+        metrics.messages.labels("ocpp", self.action, "InternalError").inc()
+        match = _UNIQUE_ID.match(text)
+        if match and text.lstrip("[ ").startswith("2"):
+            await self.send(json.dumps([4, match.group(1), "InternalError", f"Internal error {correlation_id}", {}]))
 
     def _check_frame(self, text: str) -> tuple[str | None, str, str] | None:
         """Why a frame cannot be routed: (unique id or None, error code, text); None if it can.
 
         The ocpp library answers nothing to a malformed frame, so frames are
         checked here and answered with the CALLERROR OCPP-J 1.6 names
-        wherever a message id can be read.
+        wherever a message id can be read. Results that answer no call of
+        ours are dropped (code "dropped"): the library would queue them for a
+        call that never reads them.
         """
         if len(text) > MAX_FRAME_BYTES:
             match = _UNIQUE_ID.match(text)
             return (match.group(1) if match else None), "FormationViolation", "Message too large"
         try:
-            frame = json.loads(text)
-        except ValueError:
+            frame = wire.parse(text, FRAME_LIMITS)
+        except wire.WireError as error:
             match = _UNIQUE_ID.match(text)
-            return (match.group(1) if match else None), "FormationViolation", "Message is not valid JSON"
+            return (match.group(1) if match else None), "FormationViolation", str(error)
         if not isinstance(frame, list) or len(frame) < 2 or not isinstance(frame[1], str):
             return None, "FormationViolation", "Message is not an OCPP-J array with a unique id"
         unique_id, message_type = frame[1], frame[0]
-        if message_type not in (2, 3, 4):
-            return unique_id, "FormationViolation", f"Unknown message type {message_type!r}"
+        if len(unique_id) > 36:
+            return None, "FormationViolation", "The unique id is longer than 36 characters"
+        if message_type not in (2, 3, 4) or isinstance(message_type, bool):
+            return unique_id, "FormationViolation", f"Unknown message type {str(message_type)[:20]}"
         if message_type != 2:
-            return None  # results go to the library, which matches them to our calls
+            if not self.charge_point.expects_result(unique_id):
+                metrics.unmatched_results.inc()
+                if not self.dropped_results:  # once per connection: a flood must not flood the log
+                    log.warning("[OCPP:result] station=%s id=%s dropped: it answers no call in flight"
+                                " (further ones are only counted)", self.station_id, wire.excerpt(unique_id, 36))
+                self.dropped_results += 1
+                return None, "dropped", ""
+            return None  # the library hands it to the call waiting for it
         if len(frame) < 4:
             return unique_id, "ProtocolError", "CALL needs [2, uniqueId, action, payload]"
         if len(frame) > 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
             return unique_id, "FormationViolation", "CALL must be [2, uniqueId, action, {payload}]"
-        log.info("[OCPP:%s] station=%s id=%s", frame[2], self.station_id, unique_id)
         self.action = frame[2] if frame[2] in _KNOWN_ACTIONS else "unknown"
+        log.info("[OCPP:%s] station=%s id=%s", self.action if self.action != "unknown" else wire.excerpt(frame[2], 40),
+                 self.station_id, unique_id)
         if frame[2] in _NEEDS_ACCEPTANCE and self.charge_point.registration_status != "Accepted":
             return unique_id, "SecurityError", f"Station registration is {self.charge_point.registration_status}"
         return None
