@@ -158,10 +158,12 @@ class Server:
 
     def __init__(self, *, database_url: str | None = None, env: dict[str, str] | None = None,
                  daphne_args: list[str] | None = None, root: Path | None = None, cpus: str | None = None,
-                 asgi_server: str = "daphne") -> None:
+                 asgi_server: str = "daphne", backlog: int | None = None) -> None:
         """``root``: the checkout to serve (another one, e.g. the code before a change, to compare);
         ``cpus``: pin the server to these CPUs (``taskset -c``), away from the load generator;
-        ``asgi_server``: daphne (production) or uvicorn (the tests' server, for reference)."""
+        ``asgi_server``: daphne (production) or uvicorn (the tests' server, for reference);
+        ``backlog``: daphne's listen backlog (a Twisted endpoint; daphne's -b/-p listen with 50)."""
+        self.backlog = backlog
         self.root = root or ROOT
         self.cpus = cpus
         self.asgi_server = asgi_server
@@ -206,8 +208,9 @@ class Server:
                        "--lifespan", "off", "--ws", "websockets-sansio", "--log-level", "warning",
                        "csms.asgi:application"]
         else:
-            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.daphne_args,
-                       "csms.asgi:application"]
+            listen = (["-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog={self.backlog}"] if self.backlog
+                      else ["-b", "127.0.0.1", "-p", str(self.port)])
+            command = [sys.executable, "-m", "daphne", *listen, *self.daphne_args, "csms.asgi:application"]
         if self.cpus:
             command = ["taskset", "-c", self.cpus, *command]
         self.stderr_file = open(self.stderr_path, "wb")
@@ -282,3 +285,36 @@ def stderr_digest(text: str, limit: int = 12) -> list[str]:
         counts[key] = counts.get(key, 0) + 1
     ordered = sorted(counts.items(), key=lambda item: -item[1])
     return [f"{n:6d} x {text}" for text, n in ordered[:limit]]
+
+
+async def ocpp_call(ws, uid: str, action: str, payload: dict, timeout: float, *, callerror_ok: bool = False) -> float:
+    """Send one CALL and wait for its answer; return the round trip (s). Stale answers are skipped.
+
+    A CALLERROR raises RuntimeError unless ``callerror_ok`` (then it counts as the answer).
+    """
+    import asyncio
+    import json
+
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    await ws.send(json.dumps([2, uid, action, payload]))
+    deadline = loop.time() + timeout
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError
+        frame = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+        if frame[1] != uid or frame[0] not in (3, 4):
+            continue
+        if frame[0] == 4 and not callerror_ok:
+            raise RuntimeError(f"CALLERROR {frame[2]}")
+        return time.perf_counter() - started
+
+
+def cpu_set(spec: str) -> set[int]:
+    """The CPUs of a taskset-style list such as "0" or "0-1,3"."""
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus

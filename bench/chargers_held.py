@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import (  # noqa: E402
     Server,
+    ocpp_call,
     percentile,
     proc_cpu_seconds,
     proc_fds,
@@ -83,21 +84,6 @@ class WorkerStats:
         self.examples: dict[str, str] = {}
 
 
-async def ocpp_call(ws, uid: str, action: str, payload: dict, timeout: float) -> float:
-    """Send one CALL and wait for its CALLRESULT; return the round trip (s). Stale answers are skipped."""
-    loop = asyncio.get_running_loop()
-    started = time.perf_counter()
-    await ws.send(json.dumps([2, uid, action, payload]))
-    deadline = loop.time() + timeout
-    while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TimeoutError
-        frame = json.loads(await asyncio.wait_for(ws.recv(), remaining))
-        if frame[0] == 3 and frame[1] == uid:
-            return time.perf_counter() - started
-        if frame[0] == 4 and frame[1] == uid:
-            raise RuntimeError(f"CALLERROR {frame[2]}")
 
 
 async def charger(index: int, cfg: dict, stats: WorkerStats, row: list, sem_ok: list) -> None:

@@ -63,6 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import (  # noqa: E402
     Server,
+    cpu_set,
+    ocpp_call,
     percentile,
     proc_cpu_seconds,
     raise_nofile,
@@ -88,29 +90,10 @@ def established_to(port: int) -> int:
     return count
 
 
-def cpu_set(spec: str) -> set[int]:
-    cpus: set[int] = set()
-    for part in spec.split(","):
-        low, _, high = part.partition("-")
-        cpus.update(range(int(low), int(high or low) + 1))
-    return cpus
 
 
 # --- Generator (a separate process) ------------------------------------------------------------
 
-async def ocpp_call(ws, uid: str, action: str, payload: dict, timeout: float) -> float:
-    """Send one CALL, wait for its CALLRESULT; the round trip (s)."""
-    loop = asyncio.get_running_loop()
-    started = time.perf_counter()
-    await ws.send(json.dumps([2, uid, action, payload]))
-    deadline = loop.time() + timeout
-    while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TimeoutError
-        frame = json.loads(await asyncio.wait_for(ws.recv(), remaining))
-        if frame[1] == uid and frame[0] in (3, 4):
-            return time.perf_counter() - started
 
 
 class Charger:
@@ -169,7 +152,7 @@ async def hold(ws, charger: Charger, cfg: dict, row: list, backoff) -> None:
         try:
             charger.boot_rtt = await ocpp_call(ws, f"b{charger.index}.{charger.attempts}", "BootNotification",
                                                {"chargePointVendor": "Bench", "chargePointModel": "Storm"},
-                                               cfg["boot_timeout"])
+                                               cfg["boot_timeout"], callerror_ok=True)
         except TimeoutError:
             row[7] += 1
             return  # as the simulator does: a boot that is not answered ends the connection
@@ -182,7 +165,8 @@ async def hold(ws, charger: Charger, cfg: dict, row: list, backoff) -> None:
             await asyncio.sleep(max(0.0, min(next_at, cfg["stop_at"]) - time.time()))
             if time.time() >= cfg["stop_at"]:
                 await asyncio.sleep(3600)  # held open until the parent ends the run
-            await ocpp_call(ws, f"h{charger.index}.{int(next_at)}", "Heartbeat", {}, cfg["boot_timeout"])
+            await ocpp_call(ws, f"h{charger.index}.{int(next_at)}", "Heartbeat", {}, cfg["boot_timeout"],
+                            callerror_ok=True)
             next_at += cfg["interval"]
     except (websockets.ConnectionClosed, OSError, TimeoutError):
         row[6] += 1
@@ -259,10 +243,10 @@ def run(args: argparse.Namespace) -> dict:
         env.update(REDIS_URL=args.redis_url, CHANNEL_PREFIX=f"bench-storm-{os.getpid()}")
     root = Path(args.server_root).resolve() if args.server_root else None
     server = Server(database_url=args.database_url, env=env, root=root, cpus=args.server_cpus,
-                    asgi_server=args.asgi_server)
+                    asgi_server=args.asgi_server, backlog=args.backlog)
     label = (f"chargers={args.chargers} window={args.window}s retry={not args.no_retry} server={args.asgi_server} "
              f"root={root or 'this checkout'} env={env} db={'postgres' if args.database_url else 'sqlite'} "
-             f"layer={'redis' if args.redis_url else 'in-memory'} server-cpus={args.server_cpus} "
+             f"layer={'redis' if args.redis_url else 'in-memory'} server-cpus={args.server_cpus} backlog={args.backlog} "
              f"client-cpus={args.client_cpus} RLIMIT_NOFILE={nofile}")
     print(f"# storm: {label}", flush=True)
     samples: list[dict] = []
@@ -413,6 +397,8 @@ def main() -> None:
     parser.add_argument("--server-root", default=None, help="serve this checkout (default: this one)")
     parser.add_argument("--server-env", action="append", default=[], metavar="K=V", help="server environment")
     parser.add_argument("--asgi-server", choices=("daphne", "uvicorn"), default="daphne")
+    parser.add_argument("--backlog", type=int, default=None,
+                        help="daphne's listen backlog (an endpoint -e tcp:...:backlog=N; default: daphne's 50)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list for the server ('' = unpinned)")
     parser.add_argument("--client-cpus", default="1", help="CPU list for the generator ('' = unpinned)")
     parser.add_argument("--database-url", default=None, help="PostgreSQL database named *bench* (dropped/created)")

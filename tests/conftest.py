@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -310,3 +313,24 @@ def daphne_process(transactional_db):
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+async def http_json(server: str, method: str, path: str, key: str | None = None, body: dict | bytes | None = None):
+    """(status, JSON body) of one request to the HTTP API of ``server`` (its ws:// URL).
+
+    ``body``: a dict sent as JSON, or raw bytes sent as they are.
+    """
+    url = server.replace("ws://", "http://") + path
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    if key:
+        request.add_header("X-API-Key", key)
+
+    def run():
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    return await asyncio.to_thread(run)

@@ -7,8 +7,6 @@ import asyncio
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import websockets
@@ -20,7 +18,7 @@ from mobileapi.models import MobileSession
 from mobileapi.sessions import watcher
 from stations import commands
 from stations.models import Station
-from tests.conftest import eventually
+from tests.conftest import eventually, http_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -215,24 +213,16 @@ async def test_mobile_consumer_crash_still_leaves_hub_and_watcher(mobile):
 
 # --- HTTP API -------------------------------------------------------------------------------
 
-def http_status(server: str, method: str, path: str, key: str, body: bytes | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(server.replace("ws://", "http://") + path, data=body, method=method,
-                                     headers={"Content-Type": "application/json", "X-API-Key": key})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 async def test_http_api_nul_and_surrogates_are_400_not_500(server, keys):
     for path in ("/api/stations/%00", "/api/stations/a%00b/connectors/1", "/api/transactions?stationId=%00",
                  "/api/events?stationId=%00"):
-        status, text = await asyncio.to_thread(http_status, server, "GET", path, keys["full"])
-        assert status == 400, (path, status, text)
-    status, text = await asyncio.to_thread(http_status, server, "POST", "/api/stations/x/connectors/1/start",
-                                           keys["full"], b'{"idTag":"\\ud800"}')
-    assert status == 400, text
+        status, body = await http_json(server, "GET", path, keys["full"])
+        assert status == 400, (path, status, body)
+    status, body = await http_json(server, "POST", "/api/stations/x/connectors/1/start", keys["full"],
+                                   b'{"idTag":"\\ud800"}')
+    assert status == 400, body
 
 
 async def test_mobile_subscriptions_per_connection_are_bounded(mobile, settings):

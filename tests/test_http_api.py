@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -14,42 +13,26 @@ import pytest
 
 from mobileapi.services import create_api_key
 from stations.models import Transaction
-from tests.conftest import ROOT, eventually
+from tests.conftest import ROOT, eventually, http_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def call(server: str, method: str, path: str, key: str | None = None, body: dict | None = None):
-    """(status, JSON body) of one HTTP request."""
-    url = server.replace("ws://", "http://") + path
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    if key:
-        request.add_header("X-API-Key", key)
-
-    def run():
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
-
-    return await asyncio.to_thread(run)
 
 
 async def test_health_and_readiness(server):
-    assert await call(server, "GET", "/api/health") == (200, {"status": "ok"})
-    assert await call(server, "GET", "/api/ready") == (
+    assert await http_json(server, "GET", "/api/health") == (200, {"status": "ok"})
+    assert await http_json(server, "GET", "/api/ready") == (
         200, {"status": "ready", "database": True, "channelLayer": True})
 
 
 async def test_keys_and_scopes(server, keys):
-    status, body = await call(server, "GET", "/api/stations")
+    status, body = await http_json(server, "GET", "/api/stations")
     assert status == 401 and body == {"error": {"code": 401, "message": "Missing or invalid X-API-Key"}}
-    assert (await call(server, "GET", "/api/stations", "wrong-key"))[0] == 401
-    status, body = await call(server, "GET", "/api/stations", keys["charging"])
+    assert (await http_json(server, "GET", "/api/stations", "wrong-key"))[0] == 401
+    status, body = await http_json(server, "GET", "/api/stations", keys["charging"])
     assert status == 403 and body["error"]["message"] == "Missing scope read:stations"
-    status, body = await call(server, "POST", "/api/stations/fora072/connectors/1/start", keys["readonly"],
+    status, body = await http_json(server, "POST", "/api/stations/fora072/connectors/1/start", keys["readonly"],
                               {"idTag": "X"})
     assert status == 403 and body["error"]["message"] == "Missing scope write:charging"
 
@@ -57,17 +40,17 @@ async def test_keys_and_scopes(server, keys):
 async def test_stations_start_stop_transactions_events(server, keys, charger_factory):
     await charger_factory("fora072", connectors=2)
     key = keys["full"]
-    status, stations = await call(server, "GET", "/api/stations", key)
+    status, stations = await http_json(server, "GET", "/api/stations", key)
     assert status == 200 and stations[0]["id"] == "fora072" and stations[0]["status"] == "Available"
     assert [c["id"] for c in stations[0]["connectors"]] == [1, 2]
-    status, body = await call(server, "GET", "/api/stations/nope", key)
+    status, body = await http_json(server, "GET", "/api/stations/nope", key)
     assert status == 404 and body["error"]["message"] == "Unknown station nope"
-    status, body = await call(server, "GET", "/api/stations/fora072/connectors/9", key)
+    status, body = await http_json(server, "GET", "/api/stations/fora072/connectors/9", key)
     assert status == 404
-    status, body = await call(server, "GET", "/api/stations/fora072/connectors/abc", key)
+    status, body = await http_json(server, "GET", "/api/stations/fora072/connectors/abc", key)
     assert status == 400 and body["error"]["code"] == 400
 
-    status, started = await call(server, "POST", "/api/stations/fora072/connectors/1/start", key,
+    status, started = await http_json(server, "POST", "/api/stations/fora072/connectors/1/start", key,
                                  {"idTag": "HTTP-1"})
     assert status == 200 and started["status"] == "Accepted" and started["correlationId"].startswith("corr-")
 
@@ -76,37 +59,37 @@ async def test_stations_start_stop_transactions_events(server, keys, charger_fac
 
     tx = await eventually(running)
     assert tx.started_by_key_id is not None and tx.start_correlation_id == started["correlationId"]
-    status, body = await call(server, "POST", "/api/stations/fora072/connectors/1/start", key, {"idTag": "HTTP-2"})
+    status, body = await http_json(server, "POST", "/api/stations/fora072/connectors/1/start", key, {"idTag": "HTTP-2"})
     assert status == 409  # busy
-    status, connector = await call(server, "GET", "/api/stations/fora072/connectors/1", key)
+    status, connector = await http_json(server, "GET", "/api/stations/fora072/connectors/1", key)
     assert status == 200 and connector["transactionId"] == tx.pk
 
-    status, body = await call(server, "POST", f"/api/transactions/{tx.pk}/stop", keys["other"])
+    status, body = await http_json(server, "POST", f"/api/transactions/{tx.pk}/stop", keys["other"])
     assert status == 403  # not this key's transaction
-    status, stopped = await call(server, "POST", f"/api/transactions/{tx.pk}/stop", key)
+    status, stopped = await http_json(server, "POST", f"/api/transactions/{tx.pk}/stop", key)
     assert status == 200 and stopped["status"] == "Accepted" and stopped["transactionId"] == tx.pk
 
     async def done():
         return await Transaction.objects.filter(pk=tx.pk, stopped_at__isnull=False).aexists()
 
     await eventually(done)
-    status, page = await call(server, "GET", "/api/transactions?status=completed&stationId=fora072&limit=5", key)
+    status, page = await http_json(server, "GET", "/api/transactions?status=completed&stationId=fora072&limit=5", key)
     assert status == 200 and [t["transactionId"] for t in page["items"]] == [tx.pk] and not page["items"][0]["active"]
-    status, page = await call(server, "GET", "/api/transactions?status=active", key)
+    status, page = await http_json(server, "GET", "/api/transactions?status=active", key)
     assert page["items"] == []
-    status, page = await call(server, "GET", "/api/transactions", keys["other"])
+    status, page = await http_json(server, "GET", "/api/transactions", keys["other"])
     assert page["items"] == []  # only the key's own
-    status, page = await call(server, "GET", "/api/transactions?limit=0", key)
+    status, page = await http_json(server, "GET", "/api/transactions?limit=0", key)
     assert status == 400
 
-    status, events = await call(server, "GET", "/api/events?limit=3", key)
+    status, events = await http_json(server, "GET", "/api/events?limit=3", key)
     assert status == 200 and len(events["events"]) == 3 and events["hasMore"]
-    status, rest = await call(server, "GET", f"/api/events?since={events['lastEventId']}&limit=1000", key)
+    status, rest = await http_json(server, "GET", f"/api/events?since={events['lastEventId']}&limit=1000", key)
     kinds = [e["kind"] for e in rest["events"]]
     assert "transaction.started" in kinds and "transaction.stopped" in kinds and not rest["hasMore"]
     seqs = [int(e["eventId"].rsplit("-", 1)[1]) for e in events["events"] + rest["events"]]
     assert seqs == sorted(set(seqs))  # in order, none twice
-    status, body = await call(server, "GET", "/api/events?since=garbage", key)
+    status, body = await http_json(server, "GET", "/api/events?since=garbage", key)
     assert status == 400
 
 

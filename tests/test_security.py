@@ -6,12 +6,9 @@ The lockout after failed authentications is in tests/test_lockout.py.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,7 @@ from mobileapi.client import MobileClient
 from mobileapi.models import ApiKey
 from stations.models import Connector, RemoteStartRequest, Station, Transaction
 from stations.simulator import SimulatedCharger
-from tests.conftest import ROOT, eventually, server_database_url
+from tests.conftest import ROOT, eventually, http_json, server_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,20 +35,6 @@ def error(reply: dict) -> tuple[int, str]:
     return reply["error"]["code"], reply["error"]["message"]
 
 
-async def http(server: str, method: str, path: str, key: str | None = None, body: dict | None = None):
-    """(status, JSON body) of one request to the HTTP API."""
-    request = urllib.request.Request(server.replace("ws://", "http://") + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json", **({"X-API-Key": key} if key else {})})
-
-    def run():
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as failure:
-            return failure.code, json.loads(failure.read() or b"null")
-
-    return await asyncio.to_thread(run)
 
 
 # --- A tag bound to a key is that key's alone --------------------------------------------
@@ -90,15 +73,15 @@ async def test_binding_made_in_the_admin_applies_to_live_connections(mobile, cha
 
 async def test_stolen_idtag_cannot_start_charging_on_the_http_api(server, keys, charger_factory):
     await charger_factory(connectors=1)
-    status, body = await http(server, "POST", "/api/stations/fora072/connectors/1/start", keys["other"],
+    status, body = await http_json(server, "POST", "/api/stations/fora072/connectors/1/start", keys["other"],
                               {"idTag": "FLEET-1"})
     assert (status, body) == (403, {"error": {"code": 403, "message": "idTag FLEET-1 is bound to another API key"}})
-    status, body = await http(server, "POST", "/api/stations/fora072/connectors/1/start", keys["bound"],
+    status, body = await http_json(server, "POST", "/api/stations/fora072/connectors/1/start", keys["bound"],
                               {"idTag": "OTHER-9"})
     assert (status, body["error"]["message"]) == (403, "idTag OTHER-9 is not bound to this API key")
     assert not await RemoteStartRequest.objects.aexists()
     # The owner may, and without naming its only tag.
-    status, body = await http(server, "POST", "/api/stations/fora072/connectors/1/start", keys["bound"])
+    status, body = await http_json(server, "POST", "/api/stations/fora072/connectors/1/start", keys["bound"])
     assert status == 200 and body["status"] == "Accepted"
 
     async def started():
@@ -107,7 +90,7 @@ async def test_stolen_idtag_cannot_start_charging_on_the_http_api(server, keys, 
     tx = await eventually(started)
     owner = await ApiKey.objects.aget(name="Fleet")
     assert tx.started_by_key_id == owner.pk
-    status, _ = await http(server, "POST", f"/api/transactions/{tx.pk}/stop", keys["other"])
+    status, _ = await http_json(server, "POST", f"/api/transactions/{tx.pk}/stop", keys["other"])
     assert status == 403
 
 
@@ -161,9 +144,9 @@ def test_production_refuses_the_development_key_and_warns_at_start(daphne_proces
                 await client.close()
 
     asyncio.run(scenario())
-    status, body = asyncio.run(http(url, "GET", "/api/stations", "test-mobile-key-123"))
+    status, body = asyncio.run(http_json(url, "GET", "/api/stations", "test-mobile-key-123"))
     assert (status, body["error"]["message"]) == (401, "The development test key is refused in production")
-    assert asyncio.run(http(url, "GET", "/api/stations", other))[0] == 200
+    assert asyncio.run(http_json(url, "GET", "/api/stations", other))[0] == 200
     logged = "".join(path.read_text() for path in Path(logs).glob("app-*.log"))
     for expected in (
         "csms.W001: ALLOWED_HOSTS contains '*'",
