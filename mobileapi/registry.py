@@ -91,6 +91,11 @@ class ActionSpec:
     scope: str | None
     auth: bool
     detached: bool  # runs in its own task (waits on a charger): the connection keeps serving
+    # Documentation only (docs/mobile-api.md §4 is generated from these: manage.py mobile_reference).
+    summary: str = ""
+    result: str = ""  # what the result holds
+    errors: tuple[tuple[int, str], ...] = ()  # (code, message) the handler itself may answer
+    dialects: str = ""  # how the two dialects' results differ, if they do
 
     def check_params(self, params: Any) -> dict[str, Any]:
         if params is None:
@@ -116,15 +121,28 @@ def action(
     scope: str | None = None,
     auth: bool = True,
     detached: bool = False,
+    summary: str = "",
+    result: str = "",
+    errors: tuple[tuple[int, str], ...] = (),
+    dialects: str = "",
 ) -> Callable[[Handler], Handler]:
-    """Register an action handler ``async def handler(conn, params) -> result``."""
+    """Register an action handler ``async def handler(conn, params) -> result``.
+
+    ``summary``, ``result``, ``errors`` and ``dialects`` only document it: the
+    reference (docs/mobile-api.md §4) is generated from them and the schema, and
+    tests/test_reference.py fails until it is regenerated. The errors every
+    action shares (400 invalid params, 401, 403 missing scope, 413, 429) are
+    derived from the schema, ``auth`` and ``scope``; list only the handler's own.
+    """
     schema = {"type": "object", "additionalProperties": False, "properties": {}, **(params or {})}
     Validator.check_schema(schema)
 
     def register(handler: Handler) -> Handler:
         if name in ACTIONS:
             raise ValueError(f"action {name} registered twice")
-        ACTIONS[name] = ActionSpec(name, handler, Validator(schema), scope, auth, detached)
+        ACTIONS[name] = ActionSpec(
+            name, handler, Validator(schema), scope, auth, detached, summary, result, tuple(errors), dialects
+        )
         return handler
 
     return register

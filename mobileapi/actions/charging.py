@@ -49,6 +49,26 @@ async def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
             "required": ["stationId", "connectorId"]},
     scope=Scope.WRITE_CHARGING,
     detached=True,
+    summary="Asks the charger to start a transaction (OCPP RemoteStartTransaction).",
+    result="`status` and `correlationId` (`corr-<ms>-<stationId>-<connectorId>`), the id carried by the "
+           "`remote.start.result` and `transaction.started` events of this start.",
+    dialects="`/ws` answers `pending` at once and the charger's answer follows as `remote.start.result`; "
+             "`/mobile-client` answers after the charger, with its answer (`Accepted` or `Rejected`), "
+             "or an error (504, 502, 409).",
+    errors=(
+        (400, "params: 'idTag' is a required property (the key is not bound to exactly one idTag)"),
+        (403, "idTag X is not bound to this API key"),
+        (403, "idTag X is bound to another API key"),
+        (404, "Unknown station X"),
+        (404, "Unknown connector N on station X"),
+        (409, "Station X is offline"),
+        (409, "Station X is not accepted (Pending)"),
+        (409, "Connector N is busy (Charging)"),
+        (409, "Station X disconnected before answering RemoteStartTransaction (`/mobile-client`)"),
+        (502, "Station X answered RemoteStartTransaction with <OCPP error> (`/mobile-client`)"),
+        (503, "RemoteStartTransaction not sent: the message bus (Redis) does not answer; retry in a few seconds"),
+        (504, "RemoteStart timeout (`/mobile-client`, after OCPP_COMMAND_TIMEOUT)"),
+    ),
 )
 async def start_charging(conn, params):
     station_id, connector_id = params["stationId"], params["connectorId"]
@@ -72,6 +92,22 @@ async def start_charging(conn, params):
     params={"properties": {"transactionId": TRANSACTION_ID, "stationId": STATION_ID, "connectorId": CONNECTOR_ID}},
     scope=Scope.WRITE_CHARGING,
     detached=True,
+    summary="Asks the charger to stop an active transaction (OCPP RemoteStopTransaction): give `transactionId`, "
+            "or `stationId` and `connectorId` (`transactionId` alone decides when both are given).",
+    result="`status`, `correlationId` (`corr-stop-<ms>`, carried by `remote.stop.result` and "
+           "`transaction.stopped`) and `transactionId`.",
+    dialects="`/ws` answers `pending` at once; `/mobile-client` answers after the charger "
+             "(`Accepted` or `Rejected`) or with an error (504, 502). `transactionId` is an integer on `/ws`, "
+             "a string on `/mobile-client`.",
+    errors=(
+        (400, "params: give 'transactionId', or 'stationId' and 'connectorId'"),
+        (403, "This transaction was not started with this API key or its idTags"),
+        (404, "No active transaction matches"),
+        (409, "Station X is offline"),
+        (502, "Station X answered RemoteStopTransaction with <OCPP error> (`/mobile-client`)"),
+        (503, "RemoteStopTransaction not sent: the message bus (Redis) does not answer; retry in a few seconds"),
+        (504, "RemoteStopTransaction timeout: station X did not answer in 30 s (`/mobile-client`)"),
+    ),
 )
 async def stop_charging(conn, params):
     transaction_id = int(params["transactionId"]) if "transactionId" in params else None
@@ -100,11 +136,23 @@ def _render_sessions(conn, rows: list[dict]) -> list[dict]:
     return rows
 
 
-@action("getMySessions", params={"properties": {"limit": limit(20, 100)}})
+@action(
+    "getMySessions",
+    params={"properties": {"limit": limit(20, 100)}},
+    summary="The transactions of this key (the Russian document's name; the same as getRecentTransactions).",
+    result='The transactions this key owns, newest first, active ones included: `transactionId`, `stationId`, `connectorId`, `idTag`, `startTime`, `stopTime` (null while active), `energy` (Wh, integer), `totalKWh`, `duration` (s; null while active), `cost` and `currency` (null while active or without a tariff), `reason` (null while active), `status`.',
+    dialects='`transactionId` integer and `status` `active`/`completed` on `/ws`; string and `Active`/`Completed` on `/mobile-client`.',
+)
 async def get_my_sessions(conn, params):
     return _render_sessions(conn, await call_service(services.transactions_for_key, conn.key, params.get("limit", 20)))
 
 
-@action("getRecentTransactions", params={"properties": {"limit": limit(10, 100)}})
+@action(
+    "getRecentTransactions",
+    params={"properties": {"limit": limit(10, 100)}},
+    summary="The transactions of this key (the Dart guide's name; the same as getMySessions).",
+    result='The transactions this key owns, newest first, active ones included: `transactionId`, `stationId`, `connectorId`, `idTag`, `startTime`, `stopTime` (null while active), `energy` (Wh, integer), `totalKWh`, `duration` (s; null while active), `cost` and `currency` (null while active or without a tariff), `reason` (null while active), `status`.',
+    dialects='`transactionId` integer and `status` `active`/`completed` on `/ws`; string and `Active`/`Completed` on `/mobile-client`.',
+)
 async def get_recent_transactions(conn, params):
     return _render_sessions(conn, await call_service(services.transactions_for_key, conn.key, params.get("limit", 10)))

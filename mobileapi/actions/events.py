@@ -20,6 +20,16 @@ EVENTS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLengt
     "subscribe",
     params={"properties": {"stationId": STATION_ID, "events": EVENTS}},
     scope=Scope.READ_STATIONS,
+    summary="Starts pushes of the chosen events (default `all`; names, `all`/`*` or `prefix.*` patterns) to this "
+            "connection, optionally for one station, and returns a snapshot of the stations.",
+    result="`subscriptionId` (`sub-<ms>-<nnn>`, valid on this connection only) and `snapshot.stations` "
+           "(the shape of getStations: every station, or only `stationId`).",
+    errors=(
+        (400, "params.events: 'X' matches no event (known: ...)"),
+        (400, "params.events: 'X' is not an event name, 'all' or a 'prefix.*' pattern"),
+        (400, "Too many subscriptions (at most MOBILE_MAX_SUBSCRIPTIONS per connection): unsubscribe one first"),
+        (404, "Unknown station X"),
+    ),
 )
 async def subscribe(conn, params):
     patterns = params.get("events", ["all"])
@@ -45,6 +55,9 @@ async def subscribe(conn, params):
 @action(
     "unsubscribe",
     params={"properties": {"subscriptionId": {"type": "string", "minLength": 1}}, "required": ["subscriptionId"]},
+    summary="Ends one subscription of this connection.",
+    result="`status` (`ok`) and `subscriptionId`.",
+    errors=((404, "Unknown subscription X"),),
 )
 async def unsubscribe(conn, params):
     if not conn.unsubscribe(params["subscriptionId"]):
@@ -66,6 +79,9 @@ def _page(conn, events, has_more: bool, cursor: str | None) -> dict:
     "getEventsRecent",
     params={"properties": {"limit": limit(50, 1000), "stationId": STATION_ID}},
     scope=Scope.READ_STATIONS,
+    summary="The newest events of the event log (all stations, or one), oldest first.",
+    result="`events` (the page), `count`, `hasMore` and `cursor.lastEventId` (the last event's id: pass it as `eventId` to read on).",
+    dialects='Items on `/ws` are `{eventId, eventType, stationId, timestamp, ts, data}`; on `/mobile-client` the event exactly as it was pushed (flat).',
 )
 async def get_events_recent(conn, params):
     events, _ = await call_service(
@@ -85,6 +101,15 @@ async def get_events_recent(conn, params):
         },
     },
     scope=Scope.READ_STATIONS,
+    summary="The events after an `eventId` (exclusive) or since an ISO time, oldest first: what an app missed "
+            "while disconnected.",
+    result="`events` (the page), `count`, `hasMore` and `cursor.lastEventId` (the last event's id: pass it as `eventId` to read on).",
+    dialects='Items on `/ws` are `{eventId, eventType, stationId, timestamp, ts, data}`; on `/mobile-client` the event exactly as it was pushed (flat).',
+    errors=(
+        (400, "params: give 'eventId' or 'since'"),
+        (400, "params.eventId: eventId 'X' is not of the form evt-<ms>-<sequence>"),
+        (400, "params.since: <why the time is not valid>"),
+    ),
 )
 async def get_events_since(conn, params):
     after_seq = since = None

@@ -18,6 +18,13 @@ log = logging.getLogger("mobileapi")
     "auth",
     params={"properties": {"apiKey": {"type": "string", "minLength": 1, "maxLength": 256}}, "required": ["apiKey"]},
     auth=False,
+    summary="Authenticates the connection and starts a session; it must be the first message.",
+    result="`status` (`ok`), `sessionId` (`sess-<ms>`) and `scopes` (the key's scopes, sorted).",
+    errors=(
+        (401, "Invalid apiKey"),
+        (401, "The development test key is refused in production"),
+        (429, "Too many failed authentications from this address: retry in N s (with `retryAfterMs`)"),
+    ),
 )
 async def auth(conn, params):
     # An address locked out for failed attempts is refused before its key is
@@ -46,6 +53,10 @@ def _failed(conn, address: str) -> None:
                     conn.dialect.name, address, locked)
 
 
-@action("ping")
+@action(
+    "ping",
+    summary="A heartbeat that keeps the connection from being closed as idle: send one every 20-30 s.",
+    result="`pong` (`true`) and `ts` (the server time in ms).",
+)
 async def ping(conn, params):
     return {"pong": True, "ts": int(time.time() * 1000)}

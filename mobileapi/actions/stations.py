@@ -10,7 +10,15 @@ from mobileapi.registry import CONNECTOR_ID, STATION_ID, action, limit
 from mobileapi.snapshots import snapshot
 
 
-@action("getStations", scope=Scope.READ_STATIONS)
+@action(
+    "getStations",
+    scope=Scope.READ_STATIONS,
+    summary="Every station with its connectors (connector 0, the station itself, is not listed).",
+    result="A list of stations: `id`, `name`, `status` (`Offline`, `Charging`, `Available`, `PartiallyAvailable`, "
+           "`Unavailable`), `isOnline`, `lastActivity`, `connectors` (`id`, `status`, `transactionId`, `errorCode`, "
+           "`updatedAt`). An offline station's connectors keep their last status: check `isOnline`.",
+    dialects="`transactionId` is an integer on `/ws`, a string on `/mobile-client`.",
+)
 async def get_stations(conn, params):
     return RawJson(await snapshot.json_text(conn.dialect))
 
@@ -19,6 +27,12 @@ async def get_stations(conn, params):
     "getConnectorStatus",
     params={"properties": {"stationId": STATION_ID, "connectorId": CONNECTOR_ID}, "required": ["stationId", "connectorId"]},
     scope=Scope.READ_STATIONS,
+    summary="One connector's status, with the live readings of its active transaction.",
+    result="`stationId`, `connectorId`, `status`, `transactionId`, `errorCode`, `updatedAt`, and from the latest "
+           "sample of the active transaction (all null without one) `energy` (Wh delivered, integer), `power` (W), "
+           "`current` (A), `voltage` (V), `soc` (%).",
+    dialects="`transactionId` is an integer on `/ws`, a string on `/mobile-client`.",
+    errors=((404, "Unknown station X"), (404, "Unknown connector N on station X")),
 )
 async def get_connector_status(conn, params):
     status = await call_service(services.connector_status, params["stationId"], params["connectorId"])
@@ -33,6 +47,13 @@ async def get_connector_status(conn, params):
         "required": ["stationId"],
     },
     scope=Scope.READ_STATIONS,
+    summary="The latest meter samples of a station (or one connector), oldest first.",
+    result="A list of samples: `stationId`, `connectorId`, `transactionId` (null outside a transaction), "
+           "`timestamp`, `energy` (Wh delivered in the sample's transaction; outside one, the register), `power`, "
+           "`current`, `voltage`, `soc`, `unit` (`Wh`), `register` (the meter's reading in Wh). "
+           "Readings the charger did not send are null.",
+    dialects="`transactionId` is an integer on `/ws`, a string on `/mobile-client`.",
+    errors=((404, "Unknown station X"),),
 )
 async def get_meter_values_recent(conn, params):
     samples = await call_service(
