@@ -268,6 +268,9 @@ async def execute_remote_stop(
     result: dict[str, Any] = {"stationId": tx.station_id, "connectorId": tx.connector.number, "transactionId": tx.pk}
     if correlation_id:
         result["correlationId"] = correlation_id
+    # Recorded before sending: the charger's StopTransaction may arrive before its answer, and
+    # services._close attributes transaction.stopped to whoever asked (not to its starter).
+    await call_service(services.record_command, "remote.stop.requested", tx.station_id, result, actor=actor)
     status, error = await _send_recording(tx.station_id, "RemoteStopTransaction", {"transactionId": tx.pk}, timeout)
     await call_service(services.record_command, "remote.stop.result", tx.station_id, {**result, "status": status},
                        actor=actor)

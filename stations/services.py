@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from csms.events import emit
+from csms.models import Event
 from stations import rules, values
 from stations.errors import Conflict, DomainError, InvalidValue, NotFound  # noqa: F401 (callers import them here)
 from stations.models import (
@@ -575,7 +576,16 @@ def _close(tx: Transaction, meter_stop: Any, stopped_at: dt.datetime, reason: st
     }
     if tx.stop_correlation_id:
         data["correlationId"] = tx.stop_correlation_id
-    emit("transaction.stopped", tx.station_id, data, actor=_actor(tx))
+    emit("transaction.stopped", tx.station_id, data, actor=_stopper(tx, reason) or _actor(tx))
+
+
+def _stopper(tx: Transaction, reason: str) -> str:
+    """Who asked for the remote stop the charger reports (reason Remote): they stopped it, not its starter."""
+    if reason != "Remote":
+        return ""
+    asked = (Event.objects.filter(station_id=tx.station_id, kind="remote.stop.requested")
+             .order_by("-seq").values_list("actor", "data")[:20])
+    return next((actor for actor, data in asked if data.get("transactionId") == tx.pk), "")
 
 
 def _stop_register(tx: Transaction, meter_stop: Any, elapsed_s: float, problems: values.Problems) -> int:

@@ -373,6 +373,30 @@ async def test_remote_start_and_stop_from_the_station_page(charger_factory, asyn
     assert "staff: agent" in listing
 
 
+async def test_a_session_stopped_from_the_admin_is_attributed_to_who_stopped_it(charger_factory, async_agent):
+    """An app's key started it, staff stopped it: transaction.stopped names the staff member."""
+    from stations import commands
+
+    await charger_factory("fora072", connectors=2)
+    key, _ = await sync_to_async(mobile_services.create_api_key)("Partner app", ["write:charging"])
+    status = await commands.remote_start("fora072", 1, "APP-1", api_key_id=key.pk, actor=f"apikey:{key.pk}")
+    assert status == "Accepted"
+
+    async def started():
+        return await Transaction.objects.filter(station_id="fora072", stopped_at__isnull=True).afirst()
+
+    tx = await eventually(started)
+    assert (await Event.objects.filter(kind="transaction.started").aget()).actor == f"apikey:{key.pk}"
+    page = await post(async_agent, "fora072", "remote_stop", {"transaction": str(tx.pk)})
+    assert "the charger answered Accepted" in page
+
+    async def stopped_event():
+        return await Event.objects.filter(kind="transaction.stopped").afirst()
+
+    stopped = await eventually(stopped_event)
+    assert stopped.data["reason"] == "Remote" and stopped.actor == "user:agent", stopped.actor
+
+
 class BrowserSession:
     """A staff member's browser against the live server: cookies, CSRF, redirects (urllib)."""
 
