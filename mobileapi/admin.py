@@ -1,8 +1,8 @@
 """API keys and mobile sessions in the back-office.
 
-A key is shown once, on the page right after it is created (the response to
-that POST, never stored, never redirected through a cookie or the session);
-afterwards only its prefix. Deactivating a key or ending a session takes
+A key is shown once, on the page the POST that created it redirects to (it
+waits in the server-side session until that page pops it, so a reload shows
+it no more and creates no second key); afterwards only its prefix. Deactivating a key or ending a session takes
 effect on every server process within MOBILE_SESSION_CHECK_SECONDS.
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
 from csms.admin_filters import InputFilter, ReadOnlyAdmin
+from csms.admin_site import show_once
 from mobileapi import services
 from mobileapi.models import ApiKey, MobileSession, Scope
 from stations.admin_operations import actor_of
@@ -98,17 +98,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         raw_key = getattr(request, "_created_api_key", None)
         if raw_key is None:
             return super().response_add(request, obj, post_url_continue)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"API key “{obj.name}” created",
-            "secret": raw_key,
-            "secret_label": "API key",
-            "explanation": "Give this key to the app (it sends it in its auth request). From now on the admin "
-                           f"shows only its prefix, {obj.prefix}…: the key itself is stored hashed.",
-            "back_url": reverse("admin:mobileapi_apikey_change", args=[obj.pk]),
-        }
-        return TemplateResponse(request, "admin/shown_once.html", context)
+        return show_once(
+            request, title=f"API key “{obj.name}” created", secret=raw_key, secret_label="API key",
+            explanation="Give this key to the app (it sends it in its auth request). From now on the admin "
+                        f"shows only its prefix, {obj.prefix}…: the key itself is stored hashed.",
+            back_url=reverse("admin:mobileapi_apikey_change", args=[obj.pk]),
+        )
 
     @admin.action(description="Deactivate selected keys (their live sessions end)", permissions=["change"])
     def deactivate(self, request, queryset) -> None:

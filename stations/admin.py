@@ -27,6 +27,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from csms.admin_filters import ReadOnlyAdmin, StationIdFilter
+from csms.admin_site import show_once
 from csms.formatting import duration, kwh, money
 from csms.models import Event
 from stations import charts, commands, rules, selectors, services, values
@@ -258,18 +259,12 @@ class StationAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:stations_station_change", args=[station.pk]))
         services.record_command("station.password.set", station.pk, {"stationId": station.pk},
                                 actor=actor_of(request.user))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "original": station,
-            "title": f"Basic-auth password of {station.pk}",
-            "secret": password,
-            "secret_label": "Password",
-            "explanation": (f"Configure the charger with identity {station.pk} and this password (OCPP "
-                            "AuthorizationKey / HTTP Basic). It is shown only now: it is stored hashed."),
-            "back_url": reverse("admin:stations_station_change", args=[station.pk]),
-        }
-        return TemplateResponse(request, "admin/shown_once.html", context)
+        return show_once(
+            request, title=f"Basic-auth password of {station.pk}", secret=password, secret_label="Password",
+            explanation=(f"Configure the charger with identity {station.pk} and this password (OCPP "
+                         "AuthorizationKey / HTTP Basic). It is shown only now: it is stored hashed."),
+            back_url=reverse("admin:stations_station_change", args=[station.pk]),
+        )
 
 
 # --- Transactions -----------------------------------------------------------------------

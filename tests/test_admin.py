@@ -123,14 +123,35 @@ def test_anonymous_is_sent_to_login():
 
 # --- API keys ----------------------------------------------------------------------------
 
+def shown_once(client: Client, response) -> str:
+    """The secret a POST made, from the page it redirects to; that page shows it once only."""
+    assert response.status_code == 302, "the POST that makes a secret answers with a redirect (POST/redirect/GET)"
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and "no-store" in page["Cache-Control"]
+    secret = re.search(rb'<code id="secret"[^>]*>([^<]+)</code>', page.content).group(1).decode()
+    reload = client.get(response["Location"], follow=True).content.decode()
+    assert secret not in reload and "shown once and is not stored" in reload
+    return secret
+
+
+def test_reloading_the_key_created_page_creates_no_second_key(root):
+    response = root.post(reverse("admin:mobileapi_apikey_add"), {"name": "Partner app", "scopes": ["read:stations"],
+                                                                  "is_active": "on"})
+    raw = shown_once(root, response)
+    assert ApiKey.objects.filter(name="Partner app").count() == 1
+    assert mobile_services.authenticate(raw) is not None
+    from django.contrib.sessions.models import Session
+
+    assert all(raw not in str(s.get_decoded()) for s in Session.objects.all())  # popped when shown
+
+
 def test_api_key_is_shown_once_then_only_its_prefix(root, caplog):
     IdTag.objects.create(id_tag="FLEET-1")
     tag = IdTag.objects.get(id_tag="FLEET-1")
     response = root.post(reverse("admin:mobileapi_apikey_add"),
                          {"name": "Partner app", "scopes": ["read:stations", "write:charging"],
                           "id_tags": [tag.pk], "is_active": "on"})
-    assert response.status_code == 200
-    raw = re.search(rb'<code id="secret"[^>]*>([^<]+)</code>', response.content).group(1).decode()
+    raw = shown_once(root, response)
     key = ApiKey.objects.get(name="Partner app")
     info = mobile_services.authenticate(raw)
     assert info is not None and info.id == key.pk
@@ -221,7 +242,7 @@ def test_command_to_an_offline_station_is_an_error_message(agent):
 def test_station_password_is_shown_once(root):
     station("fora072", False)
     response = root.post(reverse("admin:stations_station_password", args=["fora072"]), {"password": ""})
-    password = re.search(rb'<code id="secret"[^>]*>([^<]+)</code>', response.content).group(1).decode()
+    password = shown_once(root, response)
     stored = Station.objects.get(pk="fora072").password_hash
     assert services.check_station_password(password, stored) and password not in stored
     assert password not in root.get(reverse("admin:stations_station_change", args=["fora072"])).content.decode()
