@@ -301,13 +301,13 @@ class TransactionAdmin(ReadOnlyAdmin):
     fieldsets = (
         (None, {"fields": ("id", "station", "connector_number", "id_tag", "state", "started_by")}),
         ("Times", {"fields": ("started_at", "stopped_at", "duration", "stop_reason")}),
-        ("Meter and cost", {"fields": ("meter_start", "meter_stop", "energy", "cost_display", "tariff")}),
+        ("Meter and cost", {"fields": ("meter_start_kwh", "meter_stop_kwh", "energy", "cost_detail", "tariff")}),
         ("Power and energy", {"fields": ("chart",)}),
         ("Meter samples", {"fields": ("samples",)}),
     )
     readonly_fields = ("id", "station", "connector_number", "id_tag", "state", "started_by", "started_at",
-                       "stopped_at", "duration", "stop_reason", "meter_start", "meter_stop", "energy",
-                       "cost_display", "tariff", "chart", "samples")
+                       "stopped_at", "duration", "stop_reason", "meter_start_kwh", "meter_stop_kwh", "energy",
+                       "cost_detail", "tariff", "chart", "samples")
 
     def get_queryset(self, request) -> QuerySet[Transaction]:
         return super().get_queryset(request).annotate(register=selectors.latest_register())
@@ -352,6 +352,26 @@ class TransactionAdmin(ReadOnlyAdmin):
     def state(self, tx: Transaction) -> str:
         return "Active" if tx.stopped_at is None else "Completed"
 
+    # One unit on the page: registers in kWh like the energy and the samples' register column.
+    @admin.display(description="meter start, kWh")
+    def meter_start_kwh(self, tx: Transaction) -> str:
+        return kwh(tx.meter_start, 3)
+
+    @admin.display(description="meter stop, kWh")
+    def meter_stop_kwh(self, tx: Transaction) -> str:
+        return kwh(tx.meter_stop, 3) or "— (still charging)"
+
+    @admin.display(description="cost")
+    def cost_detail(self, tx: Transaction) -> str:
+        """The cost, or why there is none yet (an empty row reads as a fault)."""
+        if tx.cost is not None:
+            return money(tx.cost, tx.currency)
+        if tx.stopped_at is None:
+            tariff = services.tariff_for(tx.station)
+            return (f"priced when it stops ({tariff.name})" if tariff else
+                    "will not be priced: no tariff is configured (Tariffs)")
+        return "not priced: no tariff was configured when it stopped"
+
     def _samples(self, tx: Transaction) -> list[MeterSample]:
         # readable(): rows stored before the value limits may hold times Python cannot read.
         query = MeterSample.objects.filter(values.readable("timestamp"), transaction=tx)
@@ -364,7 +384,11 @@ class TransactionAdmin(ReadOnlyAdmin):
                          None if s.energy_wh is None else max(s.energy_wh - tx.meter_start, 0) / 1000)
             for s in self._samples(tx)
         ]
-        return format_html('<div class="chart">{}</div>', _safe(charts.power_energy_svg(points)))
+        if points:  # the session starts at 0 kWh delivered, at its start, not at the first sample
+            points.insert(0, charts.Point(tx.started_at, None, 0.0))
+        end = tx.stopped_at or timezone.now()
+        return format_html('<div class="chart">{}</div>',
+                           _safe(charts.power_energy_svg(points, start=tx.started_at, end=end)))
 
     @admin.display(description="samples")
     def samples(self, tx: Transaction) -> str:

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import http.cookiejar
 import io
+import math
 import re
 import time
 import urllib.parse
@@ -25,7 +26,7 @@ from django.utils import timezone
 from csms.models import Event
 from mobileapi import services as mobile_services
 from mobileapi.models import ApiKey, MobileSession
-from stations import rules, selectors, services
+from stations import charts, rules, selectors, services
 from stations.models import Connector, IdTag, MeterSample, ServerProcess, Station, Tariff, Transaction
 from tests.admin_support import PASSWORD, make_superuser, make_support
 from tests.conftest import eventually
@@ -288,6 +289,40 @@ def test_transaction_page_has_chart_and_samples(agent):
     assert '<svg' in page and 'class="series-power"' in page and 'class="series-energy"' in page
     assert "4 samples" in page and "6.30" in page  # power in kW in the table
     assert "Completed" in page and "3.00" in page
+
+
+def _ticks(page: str, name: str) -> list[str]:
+    return re.findall(rf'<text class="tick-{name}"[^>]*>([^<]+)</text>', page)
+
+
+def test_a_five_second_session_reads_in_one_unit_with_round_ticks(agent):
+    """Registers in kWh like the samples; the chart spans the session from its start, on round ticks."""
+    row = station("fora072", True, "Charging")
+    start = timezone.now().replace(microsecond=400000) - dt.timedelta(minutes=5)
+    connector = row.connectors.get(number=1)
+    tx = Transaction.objects.create(station=row, connector=connector, id_tag="RFID-1", meter_start=2899062,
+                                    started_at=start)
+    for i, (energy, power) in enumerate([(2899062, 24900), (2899080, 25000), (2899093, 24800)], start=3):
+        MeterSample.objects.create(station=row, connector_number=1, transaction=tx, energy_wh=energy, power_w=power,
+                                   timestamp=start + dt.timedelta(seconds=i * 0.6))
+    Transaction.objects.filter(pk=tx.pk).update(stopped_at=start + dt.timedelta(seconds=5), meter_stop=2899093,
+                                                energy_wh=31)
+    page = agent.get(reverse("admin:stations_transaction_change", args=[tx.pk])).content.decode()
+    assert "Meter start, kWh" in page and "2899.062" in page and "2899.093" in page  # one unit: kWh
+    assert re.search(r'Cost:</label>\s*<div class="readonly">not priced', page), "an empty Cost row"
+    times = _ticks(page, "time")
+    assert len(times) >= 4 and len(set(times)) == len(times), times  # the axis fits 5 s: distinct labels
+    for name in ("power", "energy"):
+        values = [float(v) for v in _ticks(page, name)]
+        steps = {round(b - a, 9) for a, b in zip(values, values[1:])}
+        assert len(steps) == 1, values
+        step = steps.pop()
+        mantissa = step / 10 ** math.floor(math.log10(step))
+        assert round(mantissa, 6) in (1, 2, 5), (name, values)  # 0/10/20/30, not 6.2/12.5/18.8
+    energy = re.search(r'class="series-energy" points="([^"]+)"', page).group(1).split()
+    assert energy[0].startswith(f"{charts.LEFT}.0,"), energy  # from the transaction's start, at 0 kWh
+    power = [float(p.split(",")[0]) for p in re.search(r'class="series-power" points="([^"]+)"', page).group(1).split()]
+    assert power[-1] - power[0] > 100, power  # 1.2 s of samples in a 5 s session: not one vertical line
 
 
 def test_dashboard_counts_and_fragment(agent):
