@@ -95,7 +95,7 @@ async def test_ocpp_nul_station_id_refused_not_500(server):
         with pytest.raises(websockets.InvalidStatus) as refused:
             await websockets.connect(f"{server}/ocpp/{path}", subprotocols=["ocpp1.6"])
         assert refused.value.response.status_code == 403, path
-    assert not await Station.objects.filter(pk__contains="\x00").aexists()
+    assert await Station.objects.acount() == 0  # nothing was registered for them
 
 
 async def test_ocpp_schema_invalid_large_frames_log_a_bounded_line_without_traceback(raw, caplog):
