@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8081
-HOST ?= 0.0.0.0
+# Loopback in development (DEBUG on, the public test key, unknown stations accepted);
+# HOST=0.0.0.0 to reach it from a phone or charger on the LAN.
+HOST ?= 127.0.0.1
 # daphne cuts frames over its own limit (1 MiB by default) before the app can
 # answer 413: keep it above the mobile API's limits (1 MiB on /ws).
 DAPHNE_ARGS ?= --websocket-max-message-size 4194304 --websocket-max-frame-size 4194304

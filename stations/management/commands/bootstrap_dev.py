@@ -1,10 +1,12 @@
 """Create local development credentials on first run and print them once."""
-# Lives in stations/ only because it runs first; it creates the admin user and
-# the mobile API test key of the customer's documents.
+# Lives in stations/ only because it runs first; it creates the admin user, the
+# mobile API test key of the customer's documents and, unless the operator has
+# set tariffs, the documents' example tariff (so costs are numbers, not null).
 
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,6 +30,7 @@ class Command(BaseCommand):
                 f"Created local superuser for /admin/ - user: admin  password: {password}  (shown once)"
             ))
         self._test_api_key()
+        self._default_tariff()
 
     def _test_api_key(self) -> None:
         from mobileapi.models import ApiKey, Scope, hash_key
@@ -40,4 +43,16 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"Created the mobile API test key {raw} with scopes {', '.join(Scope.values)} "
             "(development only: CSMS_ENV=production refuses it and warns while it is in the database)"
+        ))
+
+    def _default_tariff(self) -> None:
+        from stations.models import Tariff
+
+        if Tariff.objects.exists():  # the operator's tariffs (or this one, from an earlier run)
+            return
+        # 0.10 EUR/kWh: the documents' example (1.55 for 15,500 Wh).
+        Tariff.objects.create(name="Development default", price_per_kwh=Decimal("0.10"), currency="EUR",
+                              is_default=True)
+        self.stdout.write(self.style.SUCCESS(
+            "Created the default tariff 0.10 EUR/kWh (development only; set real tariffs in /admin/ > Tariffs)"
         ))
