@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from stations import commands
@@ -26,6 +27,16 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=None)
 
     def handle(self, *args, **options):
+        backend = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+        if backend.rsplit(".", 1)[-1] == "InMemoryChannelLayer":
+            # The in-memory layer lives inside one process: a command sent from this
+            # one could never reach the server's charger, and would wait
+            # OCPP_COMMAND_TIMEOUT to say the station did not answer.
+            raise CommandError(
+                "This process uses the in-memory channel layer (REDIS_URL is not set), which cannot reach the "
+                "server process that holds the charger's socket. Run the server and this command with the same "
+                "REDIS_URL, or send it from the admin's station page ('Act on the charger')."
+            )
         try:
             payload = json.loads(options["payload"])
         except ValueError as error:
