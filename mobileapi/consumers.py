@@ -39,9 +39,14 @@ log = logging.getLogger("mobileapi")
 CLOSE_IDLE = 4002
 CLOSE_REVOKED = 4003
 CLOSE_ENDED = 4004  # an operator ended the session in the admin
-# A connection always receives these for what its own key started or stopped,
-# subscribed or not: the /ws reply is only "pending", the outcome is an event.
+# A connection always receives these for the commands it issued itself (their
+# correlationId), subscribed or not: the /ws reply is only "pending", the outcome
+# is an event. Not for what other connections of the same key issued: those get
+# exactly what their subscriptions ask for.
 OWN_KINDS = frozenset({"remote.start.result", "remote.stop.result", "transaction.started", "transaction.stopped"})
+# correlationIds a connection remembers (its newest commands): far more than it can
+# have in flight, bounded so a long-lived connection does not grow.
+ISSUED_LIMIT = 256
 # Wall clock = monotonic + this offset: turns a connection's monotonic times into
 # datetimes without a second clock read per message, and without jitter.
 _WALL_OFFSET = time.time() - time.monotonic()
@@ -73,6 +78,7 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
         self.authenticated_at = 0.0
         self.last_message_at = time.monotonic()
         self.subscriptions = Subscriptions()
+        self.issued: dict[str, None] = {}  # correlationIds of this connection's commands, oldest first
         self.tasks: set[asyncio.Task] = set()
         self.closed = False
         self.end_reason = ""
@@ -239,6 +245,12 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
     def unsubscribe(self, subscription_id: str) -> bool:
         return self.subscriptions.remove(subscription_id)
 
+    def issued_command(self, correlation_id: str) -> None:
+        """Remember a command this connection sent: its outcome events come here."""
+        self.issued[correlation_id] = None
+        if len(self.issued) > ISSUED_LIMIT:
+            del self.issued[next(iter(self.issued))]
+
     def hides_id_tag(self, event: EventMessage) -> bool:
         """Other people's idTags are not shown (the key did not start it, the tag is not bound to it)."""
         id_tag = event["data"].get("idTag")
@@ -248,7 +260,7 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
         """Called by the process's push hub for every event, in order; True if sent."""
         if self.key is None or event["kind"] not in messages.PUBLIC_KINDS:
             return False
-        own = event["kind"] in OWN_KINDS and event["actor"] == self.key.actor
+        own = event["kind"] in OWN_KINDS and event["data"].get("correlationId") in self.issued
         if own or self.subscriptions.wants(event, self.dialect.event_name(event["kind"])):
             await self.send(messages.render_cache.push_text(self.dialect, event, self.hides_id_tag(event)))
             return True

@@ -74,6 +74,7 @@ async def start_charging(conn, params):
     station_id, connector_id = params["stationId"], params["connectorId"]
     id_tag = await _id_tag_for(conn.key, params.get("idTag"))
     correlation_id = f"corr-{int(time.time() * 1000)}-{station_id}-{connector_id}"
+    conn.issued_command(correlation_id)  # before the command: its outcome may come before the reply
     await commands.prepare_remote_start(
         station_id, connector_id, id_tag, correlation_id=correlation_id, api_key_id=conn.key.id
     )
@@ -117,6 +118,7 @@ async def stop_charging(conn, params):
     if not await call_service(services.owns_transaction, conn.key, transaction_id, station_id, connector_id):
         raise Forbidden("This transaction was not started with this API key or its idTags")
     correlation_id = f"corr-stop-{int(time.time() * 1000)}"
+    conn.issued_command(correlation_id)
     tx = await commands.prepare_remote_stop(
         transaction_id=transaction_id, station_id=station_id if transaction_id is None else None,
         connector_id=connector_id, correlation_id=correlation_id,
