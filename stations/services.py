@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from csms.events import emit
@@ -827,23 +828,49 @@ def prepare_remote_start(
     api_key_id: int | None = None,
     user_id: int | None = None,
 ) -> None:
-    """Check a remote start can be asked for, and remember who asked."""
+    """Check a remote start can be asked for, and remember who asked.
+
+    One remote start per connector at a time (every API that starts comes
+    here): while one is pending a second one is 409, not sent to the charger
+    again. Pending ends with the charger's refusal or no answer (the request is
+    forgotten), with the transaction it started (claimed), or
+    OCPP_COMMAND_TIMEOUT after it was asked (accepted, but no transaction yet:
+    the charger decides about the next one).
+    """
     station = _online_station(station_id)
     if station.registration_status != RegistrationStatus.ACCEPTED:
         raise Conflict(f"Station {station_id} is not accepted ({station.registration_status})")
-    connector = Connector.objects.filter(station=station, number=connector_id).first()
-    if connector is None or connector_id == 0:
+    if connector_id == 0 or not Connector.objects.filter(station=station, number=connector_id).exists():
         raise NotFound(f"Unknown connector {connector_id} on station {station_id}")
-    if connector.current_transaction_id or connector.status in rules.BUSY_STATUSES:
-        raise Conflict(f"Connector {connector_id} is busy ({connector.status})")
-    RemoteStartRequest.objects.create(
-        station=station,
-        connector_number=connector_id,
-        id_tag=id_tag,
-        correlation_id=correlation_id,
-        api_key_id=api_key_id,
-        user_id=user_id,
-    )
+    with transaction.atomic():
+        # The connector's row lock orders concurrent starts (PostgreSQL): the
+        # second one sees the first one's request.
+        connector = _locked_connector(station_id, connector_id)
+        if connector.current_transaction_id or connector.status in rules.BUSY_STATUSES:
+            raise Conflict(f"Connector {connector_id} is busy ({connector.status})")
+        now = timezone.now()
+        pending = (
+            RemoteStartRequest.objects.filter(
+                station=station, transaction__isnull=True,
+                created_at__gte=now - dt.timedelta(seconds=settings.OCPP_COMMAND_TIMEOUT),
+            )
+            .filter(Q(connector_number=connector_id) | Q(connector_number__isnull=True))
+            .order_by("-created_at")
+            .first()
+        )
+        if pending is not None:
+            raise Conflict(
+                f"Connector {connector_id} of station {station_id} has a remote start pending (asked "
+                f"{(now - pending.created_at).total_seconds():.1f} s ago): wait for its remote.start.result"
+            )
+        RemoteStartRequest.objects.create(
+            station=station,
+            connector_number=connector_id,
+            id_tag=id_tag,
+            correlation_id=correlation_id,
+            api_key_id=api_key_id,
+            user_id=user_id,
+        )
 
 
 def prepare_remote_stop(
