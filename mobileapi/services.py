@@ -248,7 +248,7 @@ def connector_status(station_id: str, connector_id: int) -> dict[str, Any]:
     energy = None
     if tx is not None:
         register = sample.energy_wh if sample and sample.energy_wh is not None else tx.meter_start
-        energy = max(round(register - tx.meter_start), 0)
+        energy = values.wh(max(register - tx.meter_start, 0))
     return {
         "stationId": station_id,
         "connectorId": connector_id,
@@ -284,17 +284,17 @@ def meter_values_recent(station_id: str, connector_id: int | None, limit: int) -
             "voltage": sample.voltage_v,
             "soc": sample.soc,
             "unit": "Wh",
-            "register": sample.energy_wh,
+            "register": values.wh(sample.energy_wh),
         }
         for sample in samples
     ]
 
 
-def _session_energy(sample: MeterSample) -> float | None:
+def _session_energy(sample: MeterSample) -> int | None:
     """Energy delivered in the sample's transaction so far (the register outside one); never negative."""
     if sample.energy_wh is None or sample.transaction is None:
-        return sample.energy_wh
-    return max(sample.energy_wh - sample.transaction.meter_start, 0)
+        return values.wh(sample.energy_wh)
+    return values.wh(max(sample.energy_wh - sample.transaction.meter_start, 0))
 
 
 # --- Transactions -----------------------------------------------------------------
@@ -360,7 +360,7 @@ def transactions_for_key(
         energy = tx.energy_wh
         if energy is None:
             register = live.get(tx.pk)
-            energy = max(round(register - tx.meter_start), 0) if register is not None else 0
+            energy = values.wh(max(register - tx.meter_start, 0)) if register is not None else 0
         result.append(
             {
                 "transactionId": tx.pk,

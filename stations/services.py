@@ -772,7 +772,7 @@ def _announce_meter(
     # "energy" is what this session has delivered (the documents' 7500 Wh mid-way,
     # 15500 Wh at the end), not the meter's lifetime register. Registers are
     # plausible by now (never below meterStart); max() keeps rows from before that.
-    energy = max(register - tx.meter_start, 0) if register is not None and tx else register
+    energy = values.wh(max(register - tx.meter_start, 0) if register is not None and tx else register)
     emit(
         "meter.update",
         station_id,
@@ -786,10 +786,10 @@ def _announce_meter(
             "current": newest.current_a,
             "voltage": newest.voltage_v,
             "soc": newest.soc,
-            "delta": max(register - baseline, 0) if register is not None and baseline is not None else None,
+            "delta": values.wh(max(register - baseline, 0)) if register is not None and baseline is not None else None,
             "total": energy,
             "unit": "Wh",
-            "register": register,
+            "register": values.wh(register),
         },
     )
 

@@ -195,3 +195,13 @@ class Problems:
         more = f" (+{self.count - len(self.reasons)} more)" if self.count > len(self.reasons) else ""
         logger.warning("[OCPP:%s] station=%s %d value(s) not taken: %s%s",
                        action, station_id, self.count, "; ".join(self.reasons), more)
+
+
+def wh(value: float | None) -> int | None:
+    """An energy in whole Wh, as every reply and event shows energies.
+
+    Registers are stored as floats (a charger may send 0.0285 kWh), so without
+    this one place ``energy`` was ``28.0`` in one message and ``28`` in the next:
+    a JSON type per field, everywhere (docs/mobile-api.md, "Types").
+    """
+    return None if value is None else int(round(value))
