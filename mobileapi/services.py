@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from csms.events import EventMessage, emit, to_message
-from csms.models import Event
+from csms.models import Event, EventCounter
 from mobileapi.messages import PUBLIC_KINDS
 from mobileapi.models import ApiKey, MobileSession, Scope, generate_key, hash_key
 from stations import rules, values
@@ -404,6 +404,19 @@ def parse_event_id(event_id: str) -> int:
     return int(match.group(2))
 
 
+def _check_cursor(after_seq: int) -> None:
+    """A cursor beyond the newest sequence number ever given out was never sent by
+    this server (another server's database, a reset one, or made up): an empty
+    page would let the client wait for events that will never be numbered so.
+    The counter, not the table: retention deletes old rows, never numbers."""
+    newest = EventCounter.objects.filter(pk=1).values_list("value", flat=True).first() or 0
+    if after_seq > newest:
+        raise DomainError(
+            f"eventId: sequence {after_seq} is ahead of this server's newest event ({newest}): a cursor from "
+            "the future, not one this server sent; page from getEventsRecent or a time ('since')"
+        )
+
+
 def events_page(
     *,
     after_seq: int | None = None,
@@ -418,6 +431,7 @@ def events_page(
     """
     query = Event.objects.filter(kind__in=PUBLIC_KINDS)
     if after_seq is not None:
+        _check_cursor(after_seq)
         query = query.filter(seq__gt=after_seq)
     if since is not None:
         query = query.filter(created_at__gte=since)
