@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import (  # noqa: E402
     Server,
+    cpu_set,
     ocpp_call,
     percentile,
     proc_cpu_seconds,
@@ -234,7 +235,10 @@ def run(args: argparse.Namespace) -> int:
     env = {"OCPP_HEARTBEAT_INTERVAL": str(int(args.interval))}
     if args.redis_url:
         env.update(REDIS_URL=args.redis_url, CHANNEL_PREFIX=f"bench-held-{os.getpid()}")
-    server = Server(database_url=args.database_url, env=env)
+    server = Server(database_url=args.database_url, env=env,
+                    root=Path(args.server_root).resolve() if args.server_root else None, cpus=args.server_cpus)
+    if args.client_cpus:
+        os.sched_setaffinity(0, cpu_set(args.client_cpus))  # the generators inherit it
     print(f"# chargers_held: chargers={args.chargers} rate={args.rate}/s interval={args.interval}s "
           f"duration={args.duration}s procs={args.procs} timeout={args.timeout}s "
           f"db={'postgres' if args.database_url else 'sqlite'} layer={'redis' if args.redis_url else 'in-memory'} "
@@ -418,6 +422,9 @@ def main() -> None:
     parser.add_argument("--prefix", default="BENCH", help="station id prefix")
     parser.add_argument("--database-url", default=None,
                         help="PostgreSQL URL of a database named *bench* (dropped and created); default: temp SQLite")
+    parser.add_argument("--server-root", default=None, help="serve this checkout (default: this one), to compare")
+    parser.add_argument("--server-cpus", default=None, help="pin the server (taskset -c), e.g. 0")
+    parser.add_argument("--client-cpus", default=None, help="pin the load generators, e.g. 1")
     parser.add_argument("--dump-json", default=None, help="write the raw samples to this JSON file")
     parser.add_argument("--save-stderr", default=None, help="copy the server's stderr to this file")
     parser.add_argument("--redis-url", default=None, help="use the Redis channel layer (e.g. redis://127.0.0.1:6379/12)")
