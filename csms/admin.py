@@ -7,6 +7,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from csms import admin_events
 from csms.admin_filters import InputFilter, ReadOnlyAdmin, StationIdFilter
 from csms.models import Event
 
@@ -34,7 +35,7 @@ class ActorFilter(InputFilter):
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
-    list_display = ("seq", "created_at", "kind", "station_id", "actor", "summary")
+    list_display = ("seq", "created_at", "kind", "station_id", "by", "summary")
     list_display_links = ("seq",)
     list_filter = (KindFilter, StationIdFilter, ActorFilter, "created_at")
     date_hierarchy = "created_at"
@@ -45,10 +46,14 @@ class EventAdmin(ReadOnlyAdmin):
     fields = ("seq", "event_id", "created_at", "kind", "station_id", "actor", "payload")
     readonly_fields = fields
 
-    @admin.display(description="data")
+    @admin.display(description="by", ordering="actor")
+    def by(self, event: Event) -> str:
+        name = admin_events.actor_names([event.actor])[event.actor]
+        return format_html('<span title="{}">{}</span>', event.actor, name) if event.actor else name
+
+    @admin.display(description="what")
     def summary(self, event: Event) -> str:
-        text = json.dumps(event.data, ensure_ascii=False, separators=(", ", ": "))
-        return text if len(text) <= 120 else text[:117] + "…"
+        return admin_events.describe(event.kind, event.data)
 
     @admin.display(description="data")
     def payload(self, event: Event) -> str:

@@ -8,7 +8,6 @@ the same functions the OCPP and mobile consumers use.
 from __future__ import annotations
 
 import csv
-import json
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -26,13 +25,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from csms import admin_events
 from csms.admin_filters import ReadOnlyAdmin, StationIdFilter
 from csms.admin_site import show_once
 from csms.formatting import duration, kwh, money
 from csms.models import Event
 from stations import charts, commands, rules, selectors, services, values
 from stations.admin_operations import OPERATIONS, PANEL, ChangeConfigurationForm, RegistrationForm, actor_of
-from stations.models import Connector, IdTag, MeterSample, ServerProcess, Station, Tariff, Transaction
+from stations.models import IdTag, MeterSample, ServerProcess, Station, Tariff, Transaction
 
 RECENT = 15
 MAX_SAMPLES_SHOWN = 500
@@ -40,6 +40,14 @@ MAX_SAMPLES_SHOWN = 500
 
 def _local(value) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _short(value) -> str:
+    """A list's time: to the minute, the year only when it is not this one."""
+    if not value:
+        return ""
+    local = timezone.localtime(value)
+    return local.strftime("%m-%d %H:%M" if local.year == timezone.localtime().year else "%Y-%m-%d %H:%M")
 
 
 def _link(obj: Any, text: str | None = None) -> str:
@@ -70,44 +78,21 @@ class StationStatusFilter(admin.SimpleListFilter):
         return selectors.filter_station_status(queryset, self.value()) if self.value() else queryset
 
 
-class ConnectorInline(admin.TabularInline):
-    model = Connector
-    extra = 0
-    can_delete = False
-    fields = ("number", "status", "error_code", "info", "vendor_error_code", "transaction", "updated_at")
-    readonly_fields = fields
-    ordering = ("number",)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.display(description="current transaction")
-    def transaction(self, connector: Connector) -> str:
-        return _link(connector.current_transaction, f"#{connector.current_transaction_id}")
-
-
 @admin.register(Station)
 class StationAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "status", "is_online", "last_activity", "vendor", "model", "firmware_version",
                     "registration_status")
     list_filter = (StationStatusFilter, "is_online", "registration_status", "vendor")
     search_fields = ("id", "name", "vendor", "model", "serial_number")
-    inlines = (ConnectorInline,)
+    # Status, connectors, the live transactions, the panel and the events come first, from
+    # change_form.html (the overview); the form below holds what is edited and the hardware.
     fieldsets = (
         (None, {"fields": ("id", "name", "tariff")}),
-        ("Now", {"fields": ("status", "is_online", "registration_status", "connected_at", "last_activity",
-                            "last_boot_at", "has_password")}),
         ("Hardware", {"fields": ("vendor", "model", "serial_number", "firmware_version", "meter_type",
                                  "meter_serial_number", "iccid", "imsi"), "classes": ("collapse",)}),
-        ("Recent transactions", {"fields": ("recent_transactions",)}),
-        ("Recent events", {"fields": ("recent_events",)}),
     )
-    readonly_fields = ("status", "is_online", "registration_status", "connected_at", "last_activity",
-                       "last_boot_at", "has_password", "vendor", "model", "serial_number", "firmware_version",
-                       "meter_type", "meter_serial_number", "iccid", "imsi", "recent_transactions", "recent_events")
+    readonly_fields = ("vendor", "model", "serial_number", "firmware_version", "meter_type", "meter_serial_number",
+                       "iccid", "imsi")
 
     def get_queryset(self, request) -> QuerySet[Station]:
         return super().get_queryset(request).prefetch_related("connectors")
@@ -123,36 +108,38 @@ class StationAdmin(admin.ModelAdmin):
     def has_password(self, station: Station) -> bool:
         return bool(station.password_hash)
 
-    @admin.display(description=f"last {RECENT}")
-    def recent_transactions(self, station: Station) -> str:
-        rows = (Transaction.objects.filter(station=station).select_related("connector", "started_by_key",
-                                                                              "started_by_user")[:RECENT])
-        if not rows:
-            return "None yet."
-        body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((_link(tx, f"#{tx.pk}"), tx.connector.number, tx.id_tag, _local(tx.started_at),
-              _local(tx.stopped_at) or "active", kwh(tx.energy_wh), money(tx.cost, tx.currency)) for tx in rows),
-        )
-        url = reverse("admin:stations_transaction_changelist") + f"?station={station.pk}"
-        return format_html(
-            '<table class="recent"><tr><th>Transaction</th><th>Connector</th><th>idTag</th><th>Started</th>'
-            '<th>Stopped</th><th>kWh</th><th>Cost</th></tr>{}</table><p><a href="{}">All transactions</a></p>',
-            body, url,
-        )
-
-    @admin.display(description=f"last {RECENT}")
-    def recent_events(self, station: Station) -> str:
-        events = Event.objects.filter(station_id=station.pk).order_by("-seq")[:RECENT]
-        if not events:
-            return "None yet."
-        body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            ((_local(e.created_at), e.kind, e.actor, _json(e.data, 160)) for e in events),
-        )
-        url = reverse("admin:csms_event_changelist") + f"?station={station.pk}"
-        return format_html('<table class="recent"><tr><th>Time</th><th>Type</th><th>By</th><th>Data</th></tr>{}'
-                           '</table><p><a href="{}">All events</a></p>', body, url)
+    def overview(self, station: Station) -> dict[str, Any]:
+        """What a support agent looks at first: status, connectors with their live transaction, events."""
+        connectors = list(station.connectors.filter(number__gt=0).select_related(
+            "current_transaction__started_by_key", "current_transaction__started_by_user").order_by("number"))
+        rows = []
+        for connector in connectors:
+            tx = connector.current_transaction
+            live = None
+            if tx is not None:
+                sample = (MeterSample.objects.filter(values.readable("timestamp"), transaction=tx)
+                          .order_by("-timestamp").values("energy_wh", "power_w").first()) or {}
+                energy = sample.get("energy_wh")
+                live = {
+                    "tx": tx, "by": started_by(tx), "since": duration((timezone.now() - tx.started_at).total_seconds()),
+                    "energy": kwh(None if energy is None else max(energy - tx.meter_start, 0)),
+                    "power": _num(sample.get("power_w"), 1, 1000),
+                }
+            rows.append({"connector": connector, "live": live,
+                         "busy": connector.status in rules.BUSY_STATUSES or tx is not None})
+        events = (Event.objects.filter(station_id=station.pk).exclude(kind="meter.update").order_by("-seq")[:RECENT])
+        transactions = (Transaction.objects.filter(station=station)
+                        .select_related("connector", "started_by_key", "started_by_user").order_by("-pk")[:RECENT])
+        return {
+            "station_status": self.status(station),
+            "connector_rows": rows,
+            "recent_events": admin_events.lines(events),
+            "recent_transactions": [{"tx": tx, "by": started_by(tx), "started": _local(tx.started_at),
+                                     "stopped": _local(tx.stopped_at), "energy": kwh(tx.energy_wh),
+                                     "cost": money(tx.cost, tx.currency)} for tx in transactions],
+            "events_url": reverse("admin:csms_event_changelist") + f"?station={station.pk}",
+            "transactions_url": reverse("admin:stations_transaction_changelist") + f"?station={station.pk}",
+        }
 
     # --- Acting on the charger ----------------------------------------------------------
 
@@ -172,10 +159,12 @@ class StationAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         station = Station.objects.filter(pk=object_id).first()
+        if station is not None:
+            extra_context.update(self.overview(station))
         if station is not None and self.can_operate(request):
             extra_context["operations"] = [(OPERATIONS[name], OPERATIONS[name].form(station)) for name in PANEL]
             extra_context["registration_form"] = RegistrationForm(station)
-            extra_context["station_status"] = self.status(station)
+            extra_context["configuration_unavailable"] = ChangeConfigurationForm(station).unavailable
         extra_context["can_set_password"] = request.user.has_perm("stations.change_station")
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -290,8 +279,9 @@ CSV_COLUMNS = ("transaction", "station", "connector", "idTag", "started_by", "st
 
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "station", "connector_number", "id_tag", "started_by", "started_at", "stopped_at",
-                    "duration", "energy", "cost_display", "state")
+    # Nine short columns fit 1366 px beside the filters: the stop time is on the transaction's
+    # page (duration and status say whether and how long), station and connector share one.
+    list_display = ("id", "where", "id_tag", "started_by", "started", "duration", "energy", "cost_display", "state")
     list_display_links = ("id",)
     list_filter = (TransactionStateFilter, StationIdFilter, "started_at", "stopped_at")
     date_hierarchy = "started_at"
@@ -322,6 +312,14 @@ class TransactionAdmin(ReadOnlyAdmin):
     @admin.display(description="connector", ordering="connector__number")
     def connector_number(self, tx: Transaction) -> int:
         return tx.connector.number
+
+    @admin.display(description="station / connector", ordering="station_id")
+    def where(self, tx: Transaction) -> str:
+        return f"{tx.station_id} / {tx.connector.number}"
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, tx: Transaction) -> str:
+        return _short(tx.started_at)
 
     @admin.display(description="started by")
     def started_by(self, tx: Transaction) -> str:
@@ -445,11 +443,6 @@ class TransactionAdmin(ReadOnlyAdmin):
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="transactions-{stamp}.csv"'
         return response
-
-
-def _json(data: Any, limit: int) -> str:
-    text = json.dumps(data, ensure_ascii=False, separators=(", ", ": "))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _num(value: float | None, places: int, divide: float = 1) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from django import forms
 
 from csms.events import call_service
-from stations import commands, services
+from stations import commands, rules, services
 from stations.models import Connector, RegistrationStatus, Station, Transaction
 
 
@@ -31,10 +31,17 @@ def _connector_choices(station: Station, *, include_station: bool = False) -> li
 
 
 class StationForm(forms.Form):
+    """An operation's form; ``unavailable`` says why it cannot work now (the panel disables it)."""
+
+    needs_online = True
+
     def __init__(self, station: Station, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.station = station
+        self.unavailable = ""
         self.setup()
+        if self.needs_online and not station.is_online:
+            self.unavailable = "The charger is offline: it cannot be sent commands until it reconnects."
 
     def setup(self) -> None:
         pass
@@ -45,17 +52,29 @@ class RemoteStartForm(StationForm):
     id_tag = forms.CharField(label="idTag", max_length=20)
 
     def setup(self) -> None:
-        self.fields["connector"].choices = _connector_choices(self.station)
+        # Only connectors a start can work on (services.prepare_remote_start refuses the others).
+        connectors = list(Connector.objects.filter(station=self.station, number__gt=0).order_by("number"))
+        free = [c for c in connectors if not c.current_transaction_id and c.status not in rules.BUSY_STATUSES]
+        self.fields["connector"].choices = [(c.number, f"Connector {c.number} ({c.status})") for c in free]
+        if self.station.registration_status != RegistrationStatus.ACCEPTED:
+            self.unavailable = f"The station is not accepted ({self.station.registration_status}): accept it first."
+        elif not free:
+            busy = ", ".join(f"{c.number} {c.status}" for c in connectors) or "none known yet"
+            self.unavailable = f"No connector is free to start on (connectors: {busy})."
 
 
 class RemoteStopForm(StationForm):
     transaction = forms.TypedChoiceField(coerce=int)
 
     def setup(self) -> None:
-        active = Transaction.objects.filter(station=self.station, stopped_at__isnull=True).select_related("connector")
-        self.fields["transaction"].choices = [
+        active = (Transaction.objects.filter(station=self.station, stopped_at__isnull=True)
+                  .select_related("connector").order_by("connector__number"))
+        # No preselection: stopping someone's charge is chosen, never defaulted to the newest.
+        self.fields["transaction"].choices = [("", "Choose a transaction…")] + [
             (tx.pk, f"#{tx.pk} on connector {tx.connector.number} ({tx.id_tag})") for tx in active
         ]
+        if len(self.fields["transaction"].choices) == 1:
+            self.unavailable = "No transaction is active on this station."
 
 
 class ResetForm(StationForm):
@@ -90,6 +109,7 @@ class ChangeConfigurationForm(StationForm):
 
 
 class RegistrationForm(StationForm):
+    needs_online = False  # a database change; an online charger is also asked to boot again
     status = forms.ChoiceField(choices=[(RegistrationStatus.ACCEPTED, "Accept"), (RegistrationStatus.REJECTED, "Reject")])
 
 

@@ -214,9 +214,43 @@ def test_station_list_and_page(agent):
     page = agent.get(reverse("admin:stations_station_change", args=["fora072"])).content.decode()
     assert "Act on the charger" in page and "Remote start" in page
     assert f"#{tx.pk}" in page and "15.50" in page and "1.55 EUR" in page  # recent transactions
-    assert "station.command" in page and "user:someone" in page  # recent events
-    assert "Charging" in page  # connectors inline
+    assert "station.command" in page and "staff someone" in page  # recent events, one line each
+    assert "Reset()" in page
+    assert 'class="badge badge-charging">Charging' in page  # connectors in the overview
     assert "Set password" not in page  # support may not set it
+
+
+def _op_form(page: str, name: str) -> str:
+    return re.search(rf'<form[^>]*id="op-{name}".*?</form>', page, re.S).group(0)
+
+
+def test_the_panel_offers_only_what_can_work_and_says_why(agent):
+    row = station("fora072", True, "Charging", "Available", "Faulted")
+    connector = row.connectors.get(number=1)
+    older = Transaction.objects.create(station=row, connector=connector, id_tag="OLD", meter_start=0,
+                                       started_at=timezone.now() - dt.timedelta(minutes=9))
+    Connector.objects.filter(pk=connector.pk).update(current_transaction=older)
+    url = reverse("admin:stations_station_change", args=["fora072"])
+    page = agent.get(url).content.decode()
+    start = _op_form(page, "remote_start")
+    assert 'value="2"' in start and 'value="1"' not in start and 'value="3"' not in start  # only the free one
+    stop = _op_form(page, "remote_stop")
+    assert re.search(r'<option value="" selected>Choose a transaction', stop), stop  # nothing preselected
+    assert "disabled" not in start and "disabled" not in stop
+    # Nothing active, nothing free: both disabled, each with its reason.
+    Transaction.objects.filter(pk=older.pk).update(stopped_at=timezone.now(), energy_wh=0)
+    Connector.objects.filter(station=row).update(current_transaction=None, status="Charging")
+    page = agent.get(url).content.decode()
+    assert "<fieldset disabled>" in _op_form(page, "remote_stop") and "No transaction is active" in page
+    assert "<fieldset disabled>" in _op_form(page, "remote_start") and "No connector is free" in page
+    # Offline: every command is disabled and the panel says why; registration still works.
+    Station.objects.filter(pk="fora072").update(is_online=False)
+    page = agent.get(url).content.decode()
+    for name in ("remote_start", "remote_stop", "reset", "unlock", "availability", "trigger_status",
+                 "read-configuration"):
+        assert "<fieldset disabled>" in _op_form(page, name), name
+    assert "The charger is offline: commands are disabled" in page
+    assert "<fieldset disabled>" not in _op_form(page, "registration")
 
 
 def test_accept_a_pending_station_is_logged_with_the_user(agent):

@@ -95,12 +95,80 @@ def live(daphne_process) -> Iterator[str]:
         charger.wait(10)
 
 
+WIDTHS = (1366, 1920)
+# What the support agent clicks, types into or reads as a control.
+CONTROLS = "a, button, input:not([type=hidden]), select, textarea, summary, .button, label"
+LAYOUT_PROBLEMS = """
+const problems = [];
+const doc = document.documentElement;
+if (doc.scrollWidth > doc.clientWidth + 1) problems.push(`page scrolls sideways: ${doc.scrollWidth} > ${doc.clientWidth}`);
+for (const el of document.querySelectorAll("body *")) {
+  const style = getComputedStyle(el);
+  if (["auto", "scroll"].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0)
+    problems.push(`${el.tagName}#${el.id}.${el.className} scrolls sideways: ${el.scrollWidth} > ${el.clientWidth}`);
+}
+const visible = el => { const r = el.getBoundingClientRect(); const s = getComputedStyle(el);
+  const folded = el.closest("details:not([open])") && !el.closest("summary");  // laid out, never shown
+  return !folded && r.width > 1 && r.height > 1 && s.visibility !== "hidden" && s.display !== "none"
+    && el.offsetParent !== null; };
+const controls = [...document.querySelectorAll(arguments[0])].filter(visible)
+  .filter(el => !el.closest("#nav-sidebar, .toggle-nav-sidebar, #header"));
+const label = el => `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}${el.className ? "." + el.className : ""}` +
+  `[${(el.innerText || el.value || el.name || el.getAttribute("for") || "").trim().slice(0, 30)}]`;
+for (let i = 0; i < controls.length; i++) {
+  const a = controls[i], ra = a.getBoundingClientRect();
+  for (let j = i + 1; j < controls.length; j++) {
+    const b = controls[j];
+    if (a.contains(b) || b.contains(a)) continue;
+    const rb = b.getBoundingClientRect();
+    const w = Math.min(ra.right, rb.right) - Math.max(ra.left, rb.left);
+    const h = Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top);
+    if (w > 2 && h > 2) problems.push(`${label(a)} overlaps ${label(b)} by ${Math.round(w)}x${Math.round(h)} px`);
+  }
+}
+return problems;
+"""
+
+
 def shot(driver, name: str) -> None:
-    """A screenshot of the whole page (the window grows to the page's height for it)."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(max(height, 700), 4000))
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    """At 1366 and 1920 px: no sideways scroll, no overlapping controls; a full-page screenshot of each.
+
+    The screenshots go to artifacts/admin/<name>-<width>.png (git-ignored).
+    """
+    url = driver.current_url
+    problems = []
+    for width in WIDTHS:
+        driver.set_window_size(width, 1000)
+        wait_until(lambda: driver.execute_script("return window.innerWidth") <= width, what=f"window {width} wide")
+        found = driver.execute_script(LAYOUT_PROBLEMS, CONTROLS)
+        problems += [f"{width} px: {problem}" for problem in found]
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(width, min(max(height, 700), 5000))
+        driver.save_screenshot(str(ARTIFACTS / f"{name}-{width}.png"))
     driver.set_window_size(1400, 1100)
+    assert not problems, f"{name} ({url}):\n" + "\n".join(problems)
+
+
+FIRST_SCREEN = 650  # px of page a 1366x768 laptop shows under the browser's own bars
+
+
+def first_screen(driver, tx_id: int) -> None:
+    """Status, connectors and the live transaction without scrolling; events one line each."""
+    from selenium.webdriver.common.by import By
+
+    for width in WIDTHS:
+        driver.set_window_size(width, 1000)
+        status = driver.find_element(By.ID, "station-status")
+        live = driver.find_element(By.CSS_SELECTOR, "#connectors tr.connector-1")
+        assert f"#{tx_id}" in live.text and "kWh" in live.text and "kW" in live.text, live.text
+        bottom = driver.execute_script("return arguments[0].getBoundingClientRect().bottom", live)
+        assert status.is_displayed() and bottom <= FIRST_SCREEN, f"{width} px: the live transaction ends at {bottom} px"
+        rows = driver.find_elements(By.CSS_SELECTOR, "#recent-events tbody tr")
+        assert rows and not driver.find_elements(By.CSS_SELECTOR, ".field-recent_events, #connectors-group")
+        for row in rows:
+            assert "{" not in row.text and "meter.update" not in row.text, row.text
+            height = driver.execute_script("return arguments[0].getBoundingClientRect().height", row)
+            assert height < 40, f"{width} px: an event takes {height} px: {row.text}"
 
 
 def login(driver, base: str, username: str) -> None:
@@ -151,11 +219,20 @@ def test_support_agent_starts_a_charge_and_reads_its_chart(live, browser):
     assert tx.started_by_user.username == "agent"
     # Enough meter samples for a chart (the charger sends one a second).
     wait_until(lambda: tx.meter_samples.filter(power_w__gt=0).count() >= 3, what="meter samples")
+    browser.get(f"{live}/admin/stations/station/fora072/change/")
+    first_screen(browser, tx.pk)
+    shot(browser, "04b-station-charging")
     browser.get(f"{live}/admin/stations/transaction/")
     row = browser.find_element(By.ID, "result_list").text
     assert "SUPPORT-7" in row and "staff: agent" in row and "Active" in row
     shot(browser, "05-transactions")
-    browser.find_element(By.LINK_TEXT, str(tx.pk)).click()
+    for name, path in (("05b-events", "csms/event"), ("05c-api-keys", "mobileapi/apikey"),
+                       ("05d-mobile-sessions", "mobileapi/mobilesession"), ("05e-idtags", "stations/idtag"),
+                       ("05f-tariffs", "stations/tariff"), ("05g-server-processes", "stations/serverprocess")):
+        browser.get(f"{live}/admin/{path}/")
+        wait_until(lambda: browser.find_elements(By.ID, "changelist"), what=f"{path} list")
+        shot(browser, name)
+    browser.get(f"{live}/admin/stations/transaction/{tx.pk}/change/")
     chart = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "svg.tx-chart"), what="chart")[0]
     assert chart.is_displayed() and chart.size["width"] > 300 and chart.size["height"] > 150
     power = browser.find_element(By.CSS_SELECTOR, "svg.tx-chart polyline.series-power")
