@@ -73,7 +73,7 @@ class SessionWatcher:
             self._last_purge = now
             cutoff = timezone.now() - dt.timedelta(days=settings.MOBILE_SESSION_HISTORY_DAYS)
             await call_service(services.purge_sessions, cutoff)
-        await self._notify(consumers, sync, now)
+        await self._notify(consumers, sync, now, key_ids)
 
     def _changes(self, consumers: list[Any], touch: bool) -> tuple[list, list, dict]:
         """The rows to create and update: identity changes (auth, subscriptions) at
@@ -92,10 +92,10 @@ class SessionWatcher:
             written[consumer] = (identity, record["last_message_at"])
         return new, changed, written
 
-    async def _notify(self, consumers: list[Any], sync: services.SessionSync, now: float) -> None:
+    async def _notify(self, consumers: list[Any], sync: services.SessionSync, now: float, asked: set[int]) -> None:
         layer = get_channel_layer()
         for consumer in consumers:
-            verdict = self._verdict(consumer, sync, now)
+            verdict = self._verdict(consumer, sync, now, asked)
             if verdict is None or self._notified.get(consumer) == f"{consumer.session_id}:{verdict}":
                 continue
             self._notified[consumer] = f"{consumer.session_id}:{verdict}"
@@ -109,12 +109,16 @@ class SessionWatcher:
                 self._notified.pop(consumer, None)
 
     @staticmethod
-    def _verdict(consumer: Any, sync: services.SessionSync, now: float) -> str | None:
+    def _verdict(consumer: Any, sync: services.SessionSync, now: float, asked: set[int]) -> str | None:
         if consumer.connection_id in sync.end_requested:
             return "ended"
         if now - consumer.last_message_at > settings.MOBILE_IDLE_TIMEOUT:
             return "idle"
         if consumer.key is None:
+            return None
+        if consumer.key.id not in asked:
+            # It authenticated (or switched keys) while this round asked the database:
+            # its key was not looked up, which says nothing of it; the next round does.
             return None
         if consumer.key.id not in sync.active_key_ids:
             return "revoked"
