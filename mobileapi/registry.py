@@ -130,9 +130,9 @@ def action(
 
     ``summary``, ``result``, ``errors`` and ``dialects`` only document it: the
     reference (docs/mobile-api.md §4) is generated from them and the schema, and
-    tests/test_reference.py fails until it is regenerated. The errors every
-    action shares (400 invalid params, 401, 403 missing scope, 413, 429) are
-    derived from the schema, ``auth`` and ``scope``; list only the handler's own.
+    tests/test_reference.py fails until it is regenerated. The errors the
+    dispatcher answers (400 invalid params, 401, 403 missing scope) are derived
+    from the schema, ``auth`` and ``scope``; list only the handler's own.
     """
     schema = {"type": "object", "additionalProperties": False, "properties": {}, **(params or {})}
     Validator.check_schema(schema)

@@ -64,6 +64,7 @@ async def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
         (409, "Station X is offline"),
         (409, "Station X is not accepted (Pending)"),
         (409, "Connector N is busy (Charging)"),
+        (409, "Connector N of station X has a remote start pending (asked T s ago): wait for its remote.start.result"),
         (409, "Station X disconnected before answering RemoteStartTransaction (`/mobile-client`)"),
         (502, "Station X answered RemoteStartTransaction with <OCPP error> (`/mobile-client`)"),
         (503, "RemoteStartTransaction not sent: the message bus (Redis) does not answer; retry in a few seconds"),

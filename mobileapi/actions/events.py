@@ -109,6 +109,8 @@ async def get_events_recent(conn, params):
         (400, "params: give 'eventId' or 'since'"),
         (400, "params.eventId: eventId 'X' is not of the form evt-<ms>-<sequence>"),
         (400, "params.since: <why the time is not valid>"),
+        (400, "eventId: sequence N is ahead of this server's newest event (M): a cursor from the future, not one this "
+              "server sent; page from getEventsRecent or a time ('since')"),
     ),
 )
 async def get_events_since(conn, params):
