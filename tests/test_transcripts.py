@@ -33,6 +33,8 @@ A request template may refer to an earlier raw reply: ``"{{3:result.events.0.eve
 is that field of step 3's reply, as received (before normalising). A
 ``transactionId`` in a request is a renumbered one and is mapped back to the
 real id. ``"pad": N`` in a step adds a ``pad`` param of N characters (for 413).
+The rate limits are lifted except where a transcript's ``setup.settings`` sets
+them (ratelimit.json), since replays send as fast as they can.
 
 Re-record after a deliberate change of the wire format (then regenerate the
 reference and read the diff of both before committing):
@@ -260,7 +262,9 @@ async def _collect(ws: Any, request_id: Any, expected: list[dict] | None, awaite
 async def _setup(spec: dict, charger_factory: Any, server: str, settings: Any) -> None:
     from stations.models import Tariff
 
-    for name, value in spec.get("settings", {}).items():
+    # A transcript sends as fast as it can: only ratelimit.json is about the rate limit.
+    unlimited = {"MOBILE_WS_RATE_LIMIT": "1000/1", "MOBILE_CLIENT_RATE_LIMIT": "1000/1"}
+    for name, value in {**unlimited, **spec.get("settings", {})}.items():
         setattr(settings, name, value)
     if spec.get("tariff", True):
         await Tariff.objects.acreate(name="Standard", price_per_kwh=Decimal("0.10"), currency="EUR", is_default=True)
