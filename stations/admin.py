@@ -87,9 +87,10 @@ class StationAdmin(admin.ModelAdmin):
     # Status, connectors, the live transactions, the panel and the events come first, from
     # change_form.html (the overview); the form below holds what is edited and the hardware.
     fieldsets = (
-        (None, {"fields": ("id", "name", "tariff")}),
+        ("Edit", {"fields": ("id", "name", "tariff")}),
+        # Not folded: a folded fieldset renders as a tall band with nothing under it.
         ("Hardware", {"fields": ("vendor", "model", "serial_number", "firmware_version", "meter_type",
-                                 "meter_serial_number", "iccid", "imsi"), "classes": ("collapse",)}),
+                                 "meter_serial_number", "iccid", "imsi")}),
     )
     readonly_fields = ("vendor", "model", "serial_number", "firmware_version", "meter_type", "meter_serial_number",
                        "iccid", "imsi")

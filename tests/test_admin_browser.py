@@ -107,6 +107,12 @@ for (const el of document.querySelectorAll("body *")) {
   if (["auto", "scroll"].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0)
     problems.push(`${el.tagName}#${el.id}.${el.className} scrolls sideways: ${el.scrollWidth} > ${el.clientWidth}`);
 }
+for (const band of document.querySelectorAll("#content h2, #content summary")) {
+  const r = band.getBoundingClientRect();
+  const filled = !["transparent", "rgba(0, 0, 0, 0)"].includes(getComputedStyle(band).backgroundColor);
+  if (filled && r.height > 45)  // a coloured section header is one line, never a tall empty band
+    problems.push(`heading "${band.innerText.trim().slice(0, 40)}" is a ${Math.round(r.height)} px band`);
+}
 const visible = el => { const r = el.getBoundingClientRect(); const s = getComputedStyle(el);
   const folded = el.closest("details:not([open])") && !el.closest("summary");  // laid out, never shown
   return !folded && r.width > 1 && r.height > 1 && s.visibility !== "hidden" && s.display !== "none"
@@ -270,3 +276,15 @@ def test_superuser_creates_an_api_key_and_sees_it_once(live, browser):
     browser.get(f"{live}/admin/mobileapi/apikey/")
     assert secret not in browser.page_source and f"{key.prefix}…" in browser.page_source
     shot(browser, "09-api-keys")
+
+    # An offline station: every command greyed out, with the reason; registration still works.
+    offline = Station.objects.create(pk="fora099", is_online=False, vendor="Fora", model="F-22")
+    for number in (0, 1, 2):
+        offline.connectors.create(number=number, status="Available")
+    browser.get(f"{live}/admin/stations/station/fora099/change/")
+    panel = wait_until(lambda: browser.find_elements(By.ID, "operate"), what="the panel")[0]
+    assert "The charger is offline" in panel.text
+    buttons = panel.find_elements(By.CSS_SELECTOR, "input[type=submit], button")
+    enabled = [b.text or b.get_attribute("value") for b in buttons if b.is_enabled()]
+    assert enabled == ["Reject"], enabled  # the registration button (a database change)
+    shot(browser, "10-station-offline")
