@@ -49,7 +49,8 @@ async def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
             "required": ["stationId", "connectorId"]},
     scope=Scope.WRITE_CHARGING,
     detached=True,
-    summary="Asks the charger to start a transaction (OCPP RemoteStartTransaction).",
+    summary="Asks the charger to start a transaction (OCPP RemoteStartTransaction). `idTag` may be left out "
+            "only by a key bound to exactly one idTag (that tag is used); a bound key may use only its own tags.",
     result="`status` and `correlationId` (`corr-<ms>-<stationId>-<connectorId>`), the id carried by the "
            "`remote.start.result` and `transaction.started` events of this start.",
     dialects="`/ws` answers `pending` at once and the charger's answer follows as `remote.start.result`; "
