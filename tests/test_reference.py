@@ -59,3 +59,18 @@ def test_the_check_command_fails_on_a_stale_reference(tmp_path, monkeypatch):
     call_command("mobile_reference")
     assert doc.read_text() == f"# x\n\n{reference.render()}\n\nprose\n"
     call_command("mobile_reference", "--check")
+
+
+def test_a_registry_change_without_regenerating_is_caught(monkeypatch):
+    """What the check test guards against: a limit changed in @action changes the generated block."""
+    import dataclasses
+
+    from mobileapi.registry import Validator
+
+    spec = ACTIONS["getMySessions"]
+    schema = {**spec.validator.schema, "properties": {"limit": {**spec.validator.schema["properties"]["limit"],
+                                                                "maximum": 50}}}
+    monkeypatch.setitem(ACTIONS, "getMySessions", dataclasses.replace(spec, validator=Validator(schema)))
+    block = reference.render()
+    assert block != reference.current()
+    assert "| `limit` | integer | no | 1–50 | `20` |" in block
