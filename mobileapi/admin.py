@@ -23,6 +23,14 @@ from mobileapi.models import ApiKey, MobileSession, Scope
 from stations.admin_operations import actor_of
 
 
+def _short(value) -> str:
+    """A list's time: to the minute, the year only when it is not this one."""
+    if not value:
+        return ""
+    local = timezone.localtime(value)
+    return local.strftime("%m-%d %H:%M" if local.year == timezone.localtime().year else "%Y-%m-%d %H:%M")
+
+
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices, widget=forms.CheckboxSelectMultiple, required=False,
@@ -157,8 +165,10 @@ class ConnectedAtFilter(InputFilter):
 
 @admin.register(MobileSession)
 class MobileSessionAdmin(ReadOnlyAdmin):
-    list_display = ("connection", "api_key", "endpoint", "session_id", "connected_at", "last_message_at",
-                    "subscription_summary", "state", "client_address")
+    # Fits 1366 px beside the filters: times to the minute; the session id and the endpoint are on
+    # the session's page (and the endpoint is a filter).
+    list_display = ("connection", "api_key", "connected", "last_message", "subscription_summary", "state",
+                    "client_address")
     list_filter = (SessionStateFilter, ConnectedAtFilter, "endpoint", "api_key")
     search_fields = ("session_id", "api_key__name", "client_address", "connection_id")
     date_hierarchy = "connected_at"
@@ -175,6 +185,14 @@ class MobileSessionAdmin(ReadOnlyAdmin):
     @admin.display(description="connection")
     def connection(self, session: MobileSession) -> str:
         return session.connection_id[:8]
+
+    @admin.display(description="connected", ordering="connected_at")
+    def connected(self, session: MobileSession) -> str:
+        return _short(session.connected_at)
+
+    @admin.display(description="last message", ordering="last_message_at")
+    def last_message(self, session: MobileSession) -> str:
+        return _short(session.last_message_at) or "—"
 
     @admin.display(description="subscriptions")
     def subscription_summary(self, session: MobileSession) -> str:

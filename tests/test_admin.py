@@ -485,6 +485,11 @@ async def test_a_session_stopped_from_the_admin_is_attributed_to_who_stopped_it(
 
     stopped = await eventually(stopped_event)
     assert stopped.data["reason"] == "Remote" and stopped.actor == "user:agent", stopped.actor
+    # The station page names who did what: the key by its name, the staff member by theirs.
+    page = (await async_agent.get(reverse("admin:stations_station_change", args=["fora072"]))).content.decode()
+    assert re.search(r"Transaction #\d+ started on connector 1, idTag APP-1</td><td[^>]*>API key Partner app<", page)
+    assert re.search(r"Transaction #\d+ stopped \(Remote\): [0-9.]+ kWh</td><td[^>]*>staff agent<", page)
+    assert f"apikey:{key.pk}</td>" not in page
 
 
 class BrowserSession:

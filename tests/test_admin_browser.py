@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
-from mobileapi.models import ApiKey
-from stations.models import Station, Transaction
+from mobileapi import services as mobile_services
+from mobileapi.models import ApiKey, MobileSession
+from stations.models import IdTag, Station, Tariff, Transaction
 from tests.admin_support import PASSWORD, make_superuser, make_support
 from tests.conftest import ROOT, server_database_url
 
@@ -121,6 +123,19 @@ const controls = [...document.querySelectorAll(arguments[0])].filter(visible)
   .filter(el => !el.closest("#nav-sidebar, .toggle-nav-sidebar, #header"));
 const label = el => `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}${el.className ? "." + el.className : ""}` +
   `[${(el.innerText || el.value || el.name || el.getAttribute("for") || "").trim().slice(0, 30)}]`;
+// A control over a table cell it is not in covers that cell's text (the object tools over a row).
+const cells = [...document.querySelectorAll("#content td, #content th")].filter(visible)
+  .filter(cell => !cell.closest(".visually-hidden"));
+for (const control of controls) {
+  const rc = control.getBoundingClientRect();
+  for (const cell of cells) {
+    if (cell.contains(control) || control.contains(cell)) continue;
+    const r = cell.getBoundingClientRect();
+    const w = Math.min(rc.right, r.right) - Math.max(rc.left, r.left);
+    const h = Math.min(rc.bottom, r.bottom) - Math.max(rc.top, r.top);
+    if (w > 2 && h > 2) { problems.push(`${label(control)} covers a cell [${cell.innerText.trim().slice(0, 30)}]`); break; }
+  }
+}
 for (let i = 0; i < controls.length; i++) {
   const a = controls[i], ra = a.getBoundingClientRect();
   for (let j = i + 1; j < controls.length; j++) {
@@ -232,6 +247,20 @@ def test_support_agent_starts_a_charge_and_reads_its_chart(live, browser):
     row = browser.find_element(By.ID, "result_list").text
     assert "SUPPORT-7" in row and "staff: agent" in row and "Active" in row
     shot(browser, "05-transactions")
+    # Every list with a realistic row in it (an empty list fits any width).
+    key, _ = mobile_services.create_api_key("Fleet partner app (production)", ["read:stations", "write:charging"],
+                                            ["SUPPORT-7"])
+    now = timezone.now()
+    MobileSession.objects.create(
+        connection_id="c0ffee" * 5, endpoint="/mobile-client", api_key=key, session_id="sess-" + "a" * 32,
+        server="csms-worker-1.internal:12345", client_address="203.0.113.77", connected_at=now,
+        last_message_at=now, seen_at=now,
+        subscriptions=[{"id": "sub-1", "stationId": "fora072", "events": ["transaction.*", "meter.update"]},
+                       {"id": "sub-2", "stationId": None, "events": ["connector.status.changed"]}],
+    )
+    Tariff.objects.create(name="Standard AC 22 kW", price_per_kwh="0.39", price_per_minute="0.02",
+                          session_fee="0.50", currency="EUR")
+    IdTag.objects.create(id_tag="FLEET-0042-ABCDEFGH", note="Company car pool, building C, contact facilities desk")
     for name, path in (("05b-events", "csms/event"), ("05c-api-keys", "mobileapi/apikey"),
                        ("05d-mobile-sessions", "mobileapi/mobilesession"), ("05e-idtags", "stations/idtag"),
                        ("05f-tariffs", "stations/tariff"), ("05g-server-processes", "stations/serverprocess")):
