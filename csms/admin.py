@@ -46,9 +46,17 @@ class EventAdmin(ReadOnlyAdmin):
     fields = ("seq", "event_id", "created_at", "kind", "station_id", "actor", "payload")
     readonly_fields = fields
 
+    def get_changelist_instance(self, request):
+        # One query for the page's API key names, not one per row.
+        changelist = super().get_changelist_instance(request)
+        names = admin_events.actor_names(event.actor for event in changelist.result_list)
+        for event in changelist.result_list:
+            event.actor_name = names[event.actor]
+        return changelist
+
     @admin.display(description="by", ordering="actor")
     def by(self, event: Event) -> str:
-        name = admin_events.actor_names([event.actor])[event.actor]
+        name = getattr(event, "actor_name", None) or admin_events.actor_names([event.actor])[event.actor]
         return format_html('<span title="{}">{}</span>', event.actor, name) if event.actor else name
 
     @admin.display(description="what")

@@ -393,6 +393,17 @@ def test_events_are_read_only_and_filterable(agent):
     assert agent.post(reverse("admin:csms_event_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
 
 
+def test_the_event_log_reads_one_line_per_event_by_name(agent, django_assert_max_num_queries):
+    key, _ = mobile_services.create_api_key("Partner app", ["write:charging"])
+    for number in range(1, 21):
+        services.record_command("remote.start.result", "fora072", {"stationId": "fora072", "connectorId": number,
+                                                                   "status": "Accepted"}, actor=f"apikey:{key.pk}")
+    with django_assert_max_num_queries(12):  # the key's name once per page, not once per row
+        page = agent.get(reverse("admin:csms_event_changelist")).content.decode()
+    assert page.count(">API key Partner app<") == 20
+    assert "Remote start of connector 20: the charger answered Accepted" in page and '{"stationId"' not in page
+
+
 def test_server_processes_show_who_is_alive(agent, settings):
     now = timezone.now()
     ServerProcess.objects.create(channel_prefix="specific.a!", server="host-a:101", started_at=now, seen_at=now,
