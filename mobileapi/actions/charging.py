@@ -133,6 +133,19 @@ async def stop_charging(conn, params):
     return {"status": await execute, **reply}
 
 
+# getMySessions and getRecentTransactions are one action under each document's name.
+_SESSIONS_RESULT = (
+    "The transactions this key owns, newest first, active ones included: `transactionId`, `stationId`, "
+    "`connectorId`, `idTag`, `startTime`, `stopTime` (null while active), `energy` (Wh, integer), `totalKWh`, "
+    "`duration` (s; null while active), `cost` and `currency` (null while active or without a tariff), "
+    "`reason` (null while active), `status`."
+)
+_SESSIONS_DIALECTS = (
+    "`transactionId` integer and `status` `active`/`completed` on `/ws`; "
+    "string and `Active`/`Completed` on `/mobile-client`."
+)
+
+
 def _render_sessions(conn, rows: list[dict]) -> list[dict]:
     for row in rows:
         row["transactionId"] = conn.dialect.transaction_id(row["transactionId"])
@@ -144,8 +157,8 @@ def _render_sessions(conn, rows: list[dict]) -> list[dict]:
     "getMySessions",
     params={"properties": {"limit": limit(20, 100)}},
     summary="The transactions of this key (the Russian document's name; the same as getRecentTransactions).",
-    result='The transactions this key owns, newest first, active ones included: `transactionId`, `stationId`, `connectorId`, `idTag`, `startTime`, `stopTime` (null while active), `energy` (Wh, integer), `totalKWh`, `duration` (s; null while active), `cost` and `currency` (null while active or without a tariff), `reason` (null while active), `status`.',
-    dialects='`transactionId` integer and `status` `active`/`completed` on `/ws`; string and `Active`/`Completed` on `/mobile-client`.',
+    result=_SESSIONS_RESULT,
+    dialects=_SESSIONS_DIALECTS,
 )
 async def get_my_sessions(conn, params):
     return _render_sessions(conn, await call_service(services.transactions_for_key, conn.key, params.get("limit", 20)))
@@ -155,8 +168,8 @@ async def get_my_sessions(conn, params):
     "getRecentTransactions",
     params={"properties": {"limit": limit(10, 100)}},
     summary="The transactions of this key (the Dart guide's name; the same as getMySessions).",
-    result='The transactions this key owns, newest first, active ones included: `transactionId`, `stationId`, `connectorId`, `idTag`, `startTime`, `stopTime` (null while active), `energy` (Wh, integer), `totalKWh`, `duration` (s; null while active), `cost` and `currency` (null while active or without a tariff), `reason` (null while active), `status`.',
-    dialects='`transactionId` integer and `status` `active`/`completed` on `/ws`; string and `Active`/`Completed` on `/mobile-client`.',
+    result=_SESSIONS_RESULT,
+    dialects=_SESSIONS_DIALECTS,
 )
 async def get_recent_transactions(conn, params):
     return _render_sessions(conn, await call_service(services.transactions_for_key, conn.key, params.get("limit", 10)))
