@@ -161,7 +161,8 @@ class Server:
                  asgi_server: str = "daphne", backlog: int | None = None) -> None:
         """``root``: the checkout to serve (another one, e.g. the code before a change, to compare);
         ``cpus``: pin the server to these CPUs (``taskset -c``), away from the load generator;
-        ``asgi_server``: daphne (production) or uvicorn (the tests' server, for reference);
+        ``asgi_server``: daphne (production), uvicorn (the tests' server), or bare-ocpp (the
+        reference: the ocpp library alone, bench/reference_ocpp.py);
         ``backlog``: daphne's listen backlog (a Twisted endpoint; daphne's -b/-p listen with 50)."""
         self.backlog = backlog
         self.root = root or ROOT
@@ -203,7 +204,10 @@ class Server:
             [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
             cwd=self.root, env=self.env, check=True,
         )
-        if self.asgi_server == "uvicorn":
+        if self.asgi_server == "bare-ocpp":  # the reference: bench/reference_ocpp.py, no CSMS at all
+            command = [sys.executable, str(Path(__file__).resolve().parent / "reference_ocpp.py"),
+                       "--port", str(self.port)]
+        elif self.asgi_server == "uvicorn":
             command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port),
                        "--lifespan", "off", "--ws", "websockets-sansio", "--log-level", "warning",
                        "csms.asgi:application"]

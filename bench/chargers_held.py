@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     env = {"OCPP_HEARTBEAT_INTERVAL": str(int(args.interval))}
     if args.redis_url:
         env.update(REDIS_URL=args.redis_url, CHANNEL_PREFIX=f"bench-held-{os.getpid()}")
-    server = Server(database_url=args.database_url, env=env,
+    server = Server(database_url=args.database_url, env=env, asgi_server=args.asgi_server,
                     root=Path(args.server_root).resolve() if args.server_root else None, cpus=args.server_cpus)
     if args.client_cpus:
         os.sched_setaffinity(0, cpu_set(args.client_cpus))  # the generators inherit it
@@ -424,6 +424,8 @@ def main() -> None:
                         help="PostgreSQL URL of a database named *bench* (dropped and created); default: temp SQLite")
     parser.add_argument("--server-root", default=None, help="serve this checkout (default: this one), to compare")
     parser.add_argument("--server-cpus", default=None, help="pin the server (taskset -c), e.g. 0")
+    parser.add_argument("--asgi-server", default="daphne", choices=["daphne", "uvicorn", "bare-ocpp"],
+                        help="bare-ocpp: the reference server (the ocpp library alone, bench/reference_ocpp.py)")
     parser.add_argument("--client-cpus", default=None, help="pin the load generators, e.g. 1")
     parser.add_argument("--dump-json", default=None, help="write the raw samples to this JSON file")
     parser.add_argument("--save-stderr", default=None, help="copy the server's stderr to this file")

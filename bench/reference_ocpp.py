@@ -1,0 +1,55 @@
+"""The reference server: the bare ``ocpp`` library on ``websockets``, no Django, no database.
+
+What a charger's message costs when nothing but the OCPP library handles it. The benches
+serve it with ``--asgi-server bare-ocpp`` (bench/_support.py) and report the CSMS's figures as a
+ratio to it, measured in the same session, since this machine's speed varies from run to run.
+
+    .venv/bin/python bench/reference_ocpp.py --port 9000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+
+import websockets
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.enums import Action, RegistrationStatus
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ReferenceChargePoint(ChargePoint):
+    @on(Action.boot_notification)
+    async def on_boot(self, **_):
+        return call_result.BootNotification(current_time=now(), interval=30, status=RegistrationStatus.accepted)
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self):
+        return call_result.Heartbeat(current_time=now())
+
+
+async def serve_one(ws) -> None:
+    station_id = ws.request.path.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        await ReferenceChargePoint(station_id, ws).start()
+    except websockets.ConnectionClosed:
+        pass
+
+
+async def main(port: int) -> None:
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
+    async with websockets.serve(serve_one, "127.0.0.1", port, subprotocols=["ocpp1.6"], backlog=1024,
+                                ping_interval=20):
+        await asyncio.Future()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    asyncio.run(main(parser.parse_args().port))
