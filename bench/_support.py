@@ -59,10 +59,42 @@ def raise_nofile(wanted: int = 65536) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 nothing listens on, for a server started right after.
+
+    Not one the kernel hands out (``bind(0)``): those come from the ephemeral range, which
+    outgoing connections (to PostgreSQL, to Redis, to the server under test) draw from too,
+    so in the moment between choosing and the server's ``listen`` one of them can take it
+    (CI saw ``Address already in use``). A port below that range is never taken implicitly;
+    only another process choosing it on purpose could, and each is chosen at random and
+    handed out once per process.
+    """
+    low, high = _ephemeral_range()
+    span = (10_000, low - 1) if low > 11_000 else (high + 1, 65_535)
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(*span)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in {span[0]}-{span[1]} after 200 tries")
 
 
 def answers(port: int) -> bool:

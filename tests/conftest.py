@@ -30,6 +30,7 @@ import uvicorn
 from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 
+from bench._support import free_port  # noqa: F401 (tests import it from here)
 from stations.simulator import ChargerState, SimulatedCharger, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,12 +223,6 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0, 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
         await asyncio.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_database_url() -> str:
