@@ -1,6 +1,9 @@
 """The reference server: the bare ``ocpp`` library on ``websockets``, no Django, no database.
 
-What a charger's message costs when nothing but the OCPP library handles it. The benches
+What a charger's message costs when nothing but the OCPP library handles it: BootNotification,
+Heartbeat, StatusNotification, MeterValues, Authorize, StartTransaction and StopTransaction are
+answered (validated by the library both ways) and nothing is stored, so the same load the CSMS
+gets (bench/side_by_side.py) runs against it. The benches
 serve it with ``--asgi-server bare-ocpp`` (bench/_support.py) and report the CSMS's figures as a
 ratio to it, measured in the same session, since this machine's speed varies from run to run.
 
@@ -12,16 +15,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import logging
 
 import websockets
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
-from ocpp.v16.enums import Action, RegistrationStatus
+from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_TRANSACTION_IDS = itertools.count(1)
+_ACCEPTED = IdTagInfo(status=AuthorizationStatus.accepted)
 
 
 class ReferenceChargePoint(ChargePoint):
@@ -32,6 +41,26 @@ class ReferenceChargePoint(ChargePoint):
     @on(Action.heartbeat)
     async def on_heartbeat(self):
         return call_result.Heartbeat(current_time=now())
+
+    @on(Action.status_notification)
+    async def on_status(self, **_):
+        return call_result.StatusNotification()
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, **_):
+        return call_result.MeterValues()
+
+    @on(Action.authorize)
+    async def on_authorize(self, **_):
+        return call_result.Authorize(id_tag_info=_ACCEPTED)
+
+    @on(Action.start_transaction)
+    async def on_start_transaction(self, **_):
+        return call_result.StartTransaction(transaction_id=next(_TRANSACTION_IDS), id_tag_info=_ACCEPTED)
+
+    @on(Action.stop_transaction)
+    async def on_stop_transaction(self, **_):
+        return call_result.StopTransaction(id_tag_info=_ACCEPTED)
 
 
 async def serve_one(ws) -> None:
