@@ -86,23 +86,77 @@ def emit(
 ) -> Event:
     """Record an event in the current transaction; push it once that commits.
 
-    ``push=False`` only records it (an event meant for one connection).
+    ``push=False`` only records it (an event meant for one connection). In a
+    group commit (``csms.groupcommit``) the event is written, numbered, with the
+    others of its batch just before the batch commits: its ``seq`` is None until then.
     """
-    with transaction.atomic():
-        now = timezone.now()
-        event = Event.objects.create(
-            seq=_next_seq(),
-            kind=kind,
-            station_id=station_id,
-            created_at=now.replace(microsecond=now.microsecond // 1000 * 1000),
-            data=data or {},
-            actor=actor,
-        )
+    now = timezone.now()
+    event = Event(
+        kind=kind,
+        station_id=station_id,
+        created_at=now.replace(microsecond=now.microsecond // 1000 * 1000),
+        data=data or {},
+        actor=actor,
+    )
     metrics.events_emitted.labels(kind).inc()  # counted even if the transaction rolls back
+    pending = getattr(_batch, "events", None)
+    if pending is not None:
+        pending.append((event, push))
+        return event
+    with transaction.atomic():
+        event.seq = _next_seq()
+        event.save(force_insert=True)
     if push:
         message = to_message(event)
         transaction.on_commit(lambda: _dispatch(message))
     return event
+
+
+# --- Group commit -----------------------------------------------------------------
+#
+# csms.groupcommit runs the writes of many charger messages in one transaction.
+# Inside it, emit() only collects events; number_batch() writes them all at the
+# end, under one take of the counter row, so events are still numbered in
+# commit order and a rolled-back batch numbers nothing.
+
+_batch = threading.local()
+
+
+def in_batch() -> bool:
+    return getattr(_batch, "events", None) is not None
+
+
+def atomic() -> transaction.Atomic:
+    """``transaction.atomic()`` for service functions: a savepoint, except inside a
+    group commit, whose failure (an error after a write) reruns each of its messages alone."""
+    return transaction.atomic(savepoint=not in_batch())
+
+
+@contextmanager
+def batching() -> Iterator[list[tuple[Event, bool]]]:
+    """Collect the events emitted in this thread until ``number_batch``."""
+    _batch.events = pending = []
+    try:
+        yield pending
+    finally:
+        _batch.events = None
+
+
+def number_batch(pending: list[tuple[Event, bool]]) -> list[EventMessage]:
+    """Number and write a batch's events in the current transaction; their push messages."""
+    if not pending:
+        return []
+    counter = EventCounter.objects.select_for_update().filter(pk=1).first()
+    if counter is None:
+        counter, _ = EventCounter.objects.select_for_update().get_or_create(pk=1)
+    first = counter.value + 1
+    counter.value += len(pending)
+    counter.save(update_fields=["value"])
+    events = [event for event, _ in pending]
+    for offset, event in enumerate(events):
+        event.seq = first + offset
+    Event.objects.bulk_create(events)
+    return [to_message(event) for event, push in pending if push]
 
 
 # --- Delivery ---------------------------------------------------------------------

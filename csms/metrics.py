@@ -46,6 +46,10 @@ auth_failures = Counter("csms_auth_failures_total",
 auth_lockout_refusals = Counter("csms_auth_lockout_refusals_total",
                                 "Authentications refused unchecked: the client address is locked out (csms/lockout.py)",
                                 ["endpoint"])
+group_commit_size = Histogram("csms_group_commit_messages", "Charger messages written per group commit (csms/groupcommit.py)",
+                              buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
+group_commit_reruns = Counter("csms_group_commit_reruns_total",
+                              "Group commits rolled back by a message that failed after writing (each then ran alone)")
 handshakes_pending = Gauge("csms_websocket_handshakes_pending", "WebSocket handshakes in flight in this process")
 handshakes_refused = Counter("csms_websocket_handshakes_refused_total",
                              "WebSocket handshakes refused because too many were in flight (HTTP 503)", ["endpoint"])

@@ -345,6 +345,13 @@ OCPP_ACCEPT_UNKNOWN_IDTAGS = env_bool("OCPP_ACCEPT_UNKNOWN_IDTAGS", not PRODUCTI
 OCPP_COMMAND_TIMEOUT = env_int("OCPP_COMMAND_TIMEOUT", 30)
 # Heartbeats and last-activity are kept in memory and written this often.
 OCPP_ACTIVITY_FLUSH_SECONDS = env_int("OCPP_ACTIVITY_FLUSH_SECONDS", 5)
+# Group commit (csms/groupcommit.py): the writes of the charger messages that
+# arrived while the previous batch was written go in one transaction, each
+# answered after its commit. At most this many messages per batch.
+OCPP_GROUP_COMMIT_MAX = env_int("OCPP_GROUP_COMMIT_MAX", 200)
+if OCPP_GROUP_COMMIT_MAX < 1:
+    raise ImproperlyConfigured("OCPP_GROUP_COMMIT_MAX must be at least 1")
+
 # Presence (stations/presence.py). Every OCPP_PRESENCE_SWEEP_SECONDS each
 # process vouches for itself in the database, marks offline the stations the
 # database says it holds but whose socket it does not have (a handshake killed

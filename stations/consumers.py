@@ -22,10 +22,9 @@ from django.conf import settings
 from ocpp.exceptions import OCPPError
 from ocpp.v16.enums import Action
 
-from csms import lockout, metrics, wire
+from csms import groupcommit, lockout, metrics, wire
 from csms.admission import handshake_abandoned
 from csms.consumers import DirectDispatchMixin, TeardownMixin
-from csms.events import call_service
 from csms.layers import ChannelLayerUnavailable
 from csms.tls import is_secure
 from stations import ocpp16, services
@@ -92,7 +91,7 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
             await lockout.refuse_handshake(self.base_send, self.scope, wait)
             return
         password = basic_auth_password(self.scope, self.station_id)
-        decision = await call_service(services.check_station_connect, self.station_id, password)
+        decision = await groupcommit.call(services.check_station_connect, self.station_id, password)
         if not decision.accepted:
             log.warning("[OCPP:connect] station=%s refused: %s", self.station_id, decision.reason)
             # Credentials presented and refused count against the address; a
@@ -122,7 +121,7 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
         self.present = True
         metrics.chargers_connected.inc()
         try:
-            replaced = await call_service(services.station_connected, self.station_id, self.channel_name)
+            replaced = await groupcommit.call(services.station_connected, self.station_id, self.channel_name)
         except asyncio.CancelledError:  # the server gave up on this connection midway
             self.present = False
             metrics.chargers_connected.dec()
@@ -146,7 +145,7 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
             task.cancel()  # each answers its requester "station disconnected"
         if self.command_tasks:
             await asyncio.gather(*self.command_tasks, return_exceptions=True)
-        went_offline = await call_service(
+        went_offline = await groupcommit.call(
             services.station_disconnected, self.station_id, self.channel_name, tracker.take(self.station_id)
         )
         log.info("[OCPP:disconnect] station=%s code=%s offline=%s", self.station_id, code, went_offline)

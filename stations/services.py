@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from csms.events import emit
+from csms.events import atomic, emit
 from csms.models import Event
 from stations import rules, values
 from stations.errors import Conflict, DomainError, InvalidValue, NotFound  # noqa: F401 (callers import them here)
@@ -115,7 +114,7 @@ def station_connected(station_id: str, channel_name: str) -> str:
     is really open (a handshake abandoned before its accept must leave no trace).
     """
     now = timezone.now()
-    with transaction.atomic():
+    with atomic():
         station = Station.objects.select_for_update().get(pk=station_id)
         previous = station.channel_name if station.is_online else ""
         was_online = station.is_online
@@ -142,7 +141,7 @@ def station_disconnected(
     changes: dict[str, Any] = {"is_online": False, "channel_name": ""}
     if not keep_activity:
         changes["last_activity"] = last_activity or now
-    with transaction.atomic():
+    with atomic():
         updated = Station.objects.filter(pk=station_id, channel_name=channel_name, is_online=True).update(**changes)
         if updated:
             emit("station.disconnected", station_id, {"stationId": station_id, "timestamp": iso(now)})
@@ -200,7 +199,7 @@ def release_dead_processes() -> list[str]:
 
 def flush_activity(last_seen: dict[str, dt.datetime]) -> None:
     """Write in-memory last-activity times (heartbeats are not written one by one)."""
-    with transaction.atomic():
+    with atomic():
         for station_id, seen in last_seen.items():
             Station.objects.filter(pk=station_id).update(last_activity=seen)
 
@@ -210,7 +209,7 @@ def registration_status(station_id: str) -> str:
 
 
 def set_registration_status(station_id: str, status: str, *, actor: str = "") -> None:
-    with transaction.atomic():
+    with atomic():
         Station.objects.filter(pk=station_id).update(registration_status=status)
         emit("station.registration.changed", station_id, {"stationId": station_id, "status": status}, actor=actor)
 
@@ -293,7 +292,7 @@ def update_connector_status(
     problems = values.Problems()
     connector_id = values.column_int(Connector, "number", connector_id, "connectorId")
     updated_at = _charger_time(timestamp, received, problems, strict=True)
-    with transaction.atomic():
+    with atomic():
         connector = _connector(station_id, connector_id)
         connector.status = status
         connector.error_code = error_code
@@ -391,7 +390,7 @@ def start_transaction(
     problems = values.Problems()
     start = _read_start(connector_id, meter_start, timestamp, reservation_id, received, problems)
     tag_info = authorize(id_tag)
-    with transaction.atomic():
+    with atomic():
         connector = _locked_connector(station_id, start.connector_id)
         same = Transaction.objects.filter(
             station_id=station_id, connector=connector, id_tag=id_tag, meter_start=start.meter_start
@@ -495,7 +494,7 @@ def stop_transaction(
     received = timezone.now()
     problems = values.Problems()
     tag_info = authorize(id_tag) if id_tag else None
-    with transaction.atomic():
+    with atomic():
         # An id no column can hold matches nothing (Django 5 answers an empty query).
         number = (
             Transaction.objects.filter(pk=transaction_id, station_id=station_id)
@@ -616,7 +615,7 @@ def record_meter_values(
     received = timezone.now()
     problems = values.Problems()
     connector_id = values.column_int(Connector, "number", connector_id, "connectorId")
-    with transaction.atomic():
+    with atomic():
         connector_pk, current = _lock_for_readings(station_id, connector_id)
         tx = _transaction_of(connector_pk, connector_id, current, transaction_id, problems)
         readings = _readings(station_id, connector_id, tx, meter_value, received, problems)
@@ -842,7 +841,7 @@ def prepare_remote_start(
         raise Conflict(f"Station {station_id} is not accepted ({station.registration_status})")
     if connector_id == 0 or not Connector.objects.filter(station=station, number=connector_id).exists():
         raise NotFound(f"Unknown connector {connector_id} on station {station_id}")
-    with transaction.atomic():
+    with atomic():
         # The connector's row lock orders concurrent starts (PostgreSQL): the
         # second one sees the first one's request.
         connector = _locked_connector(station_id, connector_id)
@@ -915,7 +914,7 @@ def record_command(kind: str, station_id: str, data: dict[str, Any], *, actor: s
 
 def save_tariff(tariff: Tariff) -> Tariff:
     """Save a tariff; making it the default takes that from the previous one."""
-    with transaction.atomic():
+    with atomic():
         if tariff.is_default:
             Tariff.objects.filter(is_default=True).exclude(pk=tariff.pk).update(is_default=False)
         tariff.save()

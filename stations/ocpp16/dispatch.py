@@ -7,17 +7,18 @@ from typing import Any, TypeVar
 
 from ocpp.exceptions import PropertyConstraintViolationError
 
-from csms.events import call_service
+from csms import groupcommit
 from stations.errors import InvalidValue
 
 T = TypeVar("T")
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``call_service``, with values the domain cannot read answered as
+    """``call_service`` in the next group commit (csms/groupcommit.py: answered once it
+    is durable), with values the domain cannot read answered as
     PropertyConstraintViolation (anything unexpected stays an InternalError,
     logged with its traceback by the ocpp library)."""
     try:
-        return await call_service(fn, *args, **kwargs)
+        return await groupcommit.call(fn, *args, **kwargs)
     except InvalidValue as error:
         raise PropertyConstraintViolationError(description=str(error)) from None
