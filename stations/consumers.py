@@ -1,7 +1,9 @@
 """The OCPP-J WebSocket consumer: negotiate, authenticate, pre-parse, dispatch.
 
 Domain work happens in ``stations.services``; routing and schema validation
-are the ``ocpp`` library's (``ChargePoint.route_message``).
+are the ``ocpp`` library's, fed the frame parsed here
+(``ChargePoint16.handle_frame``, the library's ``route_message`` without the
+second parse).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
@@ -47,6 +50,12 @@ _NEEDS_ACCEPTANCE = frozenset({"Authorize", "StartTransaction"})
 _KNOWN_ACTIONS = frozenset(action.value for action in Action)
 
 
+@functools.lru_cache(maxsize=len(_KNOWN_ACTIONS) + 2)
+def _action_metrics(action: str) -> tuple[Any, Any]:
+    """The counter and histogram children of a handled action (``labels()`` takes a lock per call)."""
+    return metrics.messages.labels("ocpp", action, "ok"), metrics.message_seconds.labels("ocpp", action)
+
+
 def basic_auth_password(scope: dict[str, Any], station_id: str) -> str | None:
     """The HTTP Basic password if the user is this station's id, else None."""
     for name, value in scope.get("headers", []):
@@ -64,6 +73,7 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
     charge_point: ocpp16.ChargePoint16 | None = None
     dropped_results = 0  # CALLRESULTs/CALLERRORs that answered no call of ours
     present = False  # marked online on this socket (and in this process's presence)
+    frame: Any = None  # the last frame _check_frame parsed
 
     async def connect(self) -> None:
         self.station_id = unquote(self.scope["url_route"]["kwargs"]["station_id"])
@@ -162,14 +172,16 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
         problem = self._check_frame(text_data)
         if problem is None:
             try:
-                await self.charge_point.route_message(text_data)
+                # The frame _check_frame parsed: the library would parse it again.
+                await self.charge_point.handle_frame(self.frame, text_data)
             except Exception:
                 # The library answers a handler's errors itself; this is what
                 # escaped it. The charger gets an InternalError, the socket stays.
                 await self._internal_error(text_data)
                 return
-            metrics.messages.labels("ocpp", self.action, "ok").inc()
-            metrics.message_seconds.labels("ocpp", self.action).observe(time.perf_counter() - began)
+            handled, seconds = _action_metrics(self.action)
+            handled.inc()
+            seconds.observe(time.perf_counter() - began)
             return
         unique_id, code, description = problem
         if code == "dropped":
@@ -202,7 +214,7 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
             match = _UNIQUE_ID.match(text)
             return (match.group(1) if match else None), "FormationViolation", "Message too large"
         try:
-            frame = wire.parse(text, FRAME_LIMITS)
+            frame = self.frame = wire.parse(text, FRAME_LIMITS)
         except wire.WireError as error:
             match = _UNIQUE_ID.match(text)
             return (match.group(1) if match else None), "FormationViolation", str(error)
