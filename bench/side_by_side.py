@@ -82,6 +82,8 @@ from _support import (  # noqa: E402
     proc_rss_kb,
     raise_nofile,
     stderr_digest,
+    system_cpu,
+    tcp_listen_counters,
 )
 
 SCENARIOS = ("burst", "storm-new", "storm-known")
@@ -339,7 +341,17 @@ async def storm_generator(cfg: dict, counters, events: dict) -> dict:
             counters[:] = row
             await asyncio.sleep(0.2)
 
+    lags: list[float] = []
+
+    async def lag_monitor() -> None:  # how late this loop runs: its own figures are that late too
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.05)
+            lags.append(loop.time() - before - 0.05)
+
     publisher = asyncio.create_task(publish())
+    monitor = asyncio.create_task(lag_monitor())
     tasks = []
     for i in range(cfg["chargers"]):
         if cfg["rate"] > 0:
@@ -352,8 +364,10 @@ async def storm_generator(cfg: dict, counters, events: dict) -> dict:
         await asyncio.sleep(0.1)
     counters[:] = row
     result = {"row": dict(zip(COUNTERS, row)), "failures": failures, "drops": drops, "handshakes": handshakes,
-              "boots": boots, "calls": calls, "spawned_at": spawned_at}
+              "boots": boots, "calls": calls, "spawned_at": spawned_at,
+              "lag_p99_ms": ms(percentile(lags, 99)), "lag_max_ms": ms(max(lags, default=0.0))}
     publisher.cancel()
+    monitor.cancel()
     for task in tasks:
         task.cancel()
     for ws in sockets:
@@ -490,9 +504,11 @@ def run_burst(server: Server, backends: Backends, target: str, args) -> dict:
     try:
         wait_event(events["ready"], args.connect_timeout + 90, "the chargers booted", process)
         wait_event(events["open"], args.warmup + 30, "the measured window", process)
-        before = (time.monotonic(), proc_cpu_seconds(server.pid), backends.snapshot(), proc_cpu_seconds(process.pid))
+        before = (time.monotonic(), proc_cpu_seconds(server.pid), backends.snapshot(), proc_cpu_seconds(process.pid),
+                  system_cpu())
         wait_event(events["close"], args.duration + 30, "the end of the window", process)
-        after = (time.monotonic(), proc_cpu_seconds(server.pid), backends.snapshot(), proc_cpu_seconds(process.pid))
+        after = (time.monotonic(), proc_cpu_seconds(server.pid), backends.snapshot(), proc_cpu_seconds(process.pid),
+                 system_cpu())
     except RuntimeError as error:
         process.terminate()
         return {"error": str(error)}
@@ -517,6 +533,8 @@ def run_burst(server: Server, backends: Backends, target: str, args) -> dict:
         "server_cpu_pct": round(server_cpu / wall * 100, 1), "db_cpu_pct": round(db_cpu / wall * 100, 1)
         if db_cpu is not None else None,
         "generator_cpu_pct": round((after[3] - before[3]) / wall * 100, 1),
+        "machine_busy_pct": round((after[4][0] - before[4][0]) / max(after[4][1] - before[4][1], 1e-9)
+                                  * 100 * (os.cpu_count() or 1), 1),
         "callerrors": counts["callerror"], "timeouts": counts["timeout"],
         "meter_values_sent": counts["meter_sent"], "meter_values_acked": counts["meter_acked"],
         "meter_values_unanswered": counts["meter_unanswered"],
@@ -544,7 +562,8 @@ def run_storm(server: Server, backends: Backends, args, *, rate: float, prefix: 
     rss_idle = proc_rss_kb(server.pid)
     process, events, counters, results = start_generator("storm", cfg)
     snap = lambda: (time.time(), proc_cpu_seconds(server.pid), backends.snapshot(),  # noqa: E731
-                    proc_cpu_seconds(process.pid) if process.is_alive() else 0.0)
+                    proc_cpu_seconds(process.pid) if process.is_alive() else 0.0, system_cpu())
+    listen_before = tcp_listen_counters()
     time.sleep(max(0.0, start_at - time.time()))
     first = snap()
     ramp_end = None
@@ -573,6 +592,7 @@ def run_storm(server: Server, backends: Backends, args, *, rate: float, prefix: 
         if time.time() >= hold_until and (hold > 0 or row["settled"] >= n):
             break
     end = snap()
+    listen_after = tcp_listen_counters()
     server_alive = server.process.poll() is None
     rss_end = proc_rss_kb(server.pid) if server_alive else 0
     tcp_end = established_to(server.port)
@@ -606,6 +626,13 @@ def run_storm(server: Server, backends: Backends, args, *, rate: float, prefix: 
         "db_cpu_s": round(Backends.delta(first[2], end[2]), 2) if backends.url else None,
         "generator_cpu_pct_ramp": round((ramp_end[3] - first[3]) / ramp_wall * 100, 1),
         "generator_cpu_s": round(result["generator_cpu_s"], 2),
+        "generator_lag_p99_ms": result["lag_p99_ms"], "generator_lag_max_ms": result["lag_max_ms"],
+        # How fast the generator started the connections (500/s asked: it kept up if this is about that).
+        "attempts_per_s": round(n / max(result["spawned_at"] - start_at, 1e-3), 1) if rate > 0 else None,
+        # The whole machine's busy CPU (200 = both cores): above server + generator, others competed.
+        "machine_busy_pct_ramp": round((ramp_end[4][0] - first[4][0]) / max(ramp_end[4][1] - first[4][1], 1e-9)
+                                       * 100 * (os.cpu_count() or 1), 1),
+        "listen_overflows": {k: listen_after.get(k, 0) - listen_before.get(k, 0) for k in listen_after},
     }
 
 
@@ -676,11 +703,12 @@ def run_target(target: str, scenarios: list[str], args, run_index: int) -> dict:
 
 
 STORM_SHORT = ("booted", "failed", "dropped", "fenced", "boot_p99_ms", "steady_p99_ms", "kb_per_connection",
-               "server_cpu_pct_ramp", "generator_cpu_pct_ramp", "error")
+               "server_cpu_pct_ramp", "generator_cpu_pct_ramp", "machine_busy_pct_ramp", "attempts_per_s",
+               "generator_lag_p99_ms", "failures", "error")
 
 
 def short(result: dict, *keys: str) -> str:
-    return " ".join(f"{k}={result[k]}" for k in keys if result.get(k) is not None)
+    return " ".join(f"{k}={result[k]}" for k in keys if result.get(k) not in (None, {}, []))
 
 
 # --- The table -----------------------------------------------------------------------------------------
@@ -756,7 +784,9 @@ def build_table(results: list[dict], targets: list[str], scenarios: list[str], a
             return ", ".join(f"{n if n is not None else '?'} of {m}" for n, m in pairs)
 
         rows.append(("the same: MeterValues persisted of acknowledged (each run)", [persisted(t) for t in targets]))
-        rows.append(("the same: generator CPU % (of its core)", [cell(t, "burst", "generator_cpu_pct") for t in targets]))
+        rows.append(("the same: server / generator / whole machine CPU %", [
+            f"{cell(t, 'burst', 'server_cpu_pct')} / {cell(t, 'burst', 'generator_cpu_pct')} / "
+            f"{cell(t, 'burst', 'machine_busy_pct')}" for t in targets]))
     for scenario, what in (("storm-new", f"{args.storm_chargers:,} new chargers at {args.rate:g}/s"),
                            ("storm-known", f"{args.storm_chargers:,} known chargers reconnecting "
                                            + (f"at {args.reconnect_rate:g}/s" if args.reconnect_rate else "at once"))):
@@ -773,8 +803,9 @@ def build_table(results: list[dict], targets: list[str], scenarios: list[str], a
         rows.append(("the same: fenced itself (4010), runs", [
             f"{med[t][scenario]['fenced_runs']} of {med[t][scenario]['runs']}" if med[t][scenario]["runs"] else "-"
             for t in targets]))
-        rows.append(("the same: server CPU % during the ramp", [
-            cell(t, scenario, "server_cpu_pct_ramp") for t in targets]))
+        rows.append(("the same, during the ramp: server / generator / whole machine CPU %", [
+            f"{cell(t, scenario, 'server_cpu_pct_ramp')} / {cell(t, scenario, 'generator_cpu_pct_ramp')} / "
+            f"{cell(t, scenario, 'machine_busy_pct_ramp')}" for t in targets]))
     header = "| load | " + " | ".join(TARGETS[t]["title"] for t in targets) + " |"
     lines = [header, "|---" * (len(targets) + 1) + "|"]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
