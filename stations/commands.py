@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -94,7 +95,8 @@ def _station_channel(station_id: str) -> tuple[bool, str] | None:
 
 
 async def send_command(
-    station_id: str, action: str, payload: dict[str, Any] | None = None, *, timeout: float | None = None
+    station_id: str, action: str, payload: dict[str, Any] | None = None, *, timeout: float | None = None,
+    on_sent: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Send one OCPP call to a station; return the charger's answer payload (camelCase).
 
@@ -111,7 +113,7 @@ async def send_command(
         raise DomainError(str(error)) from None
     timeout = float(timeout or settings.OCPP_COMMAND_TIMEOUT)
     try:
-        answer = await _send(station_id, action, payload, timeout)
+        answer = await _send(station_id, action, payload, timeout, on_sent)
     except CommandError as error:
         metrics.remote_commands.labels(action, error.outcome).inc()
         raise
@@ -119,7 +121,9 @@ async def send_command(
     return answer
 
 
-async def _send(station_id: str, action: str, payload: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+async def _send(
+    station_id: str, action: str, payload: dict[str, Any] | None, timeout: float, on_sent: Callable[[], None] | None
+) -> dict[str, Any]:
     row = await call_service(_station_channel, station_id)
     if row is None:
         raise NotFound(f"Unknown station {station_id}")
@@ -138,6 +142,8 @@ async def _send(station_id: str, action: str, payload: dict[str, Any] | None, ti
     except Exception as error:  # e.g. the holder's channel full
         metrics.channel_send_failures.labels("command").inc()
         raise CommandFailed(f"{action} could not reach the process holding station {station_id}: {error}") from None
+    if on_sent is not None:
+        on_sent()  # handed to the bus: what follows is the charger's answer
     try:
         # A little longer than the consumer's own deadline, which answers
         # "timeout" itself; this one covers a consumer that died silently.
@@ -216,14 +222,15 @@ async def prepare_remote_start(station_id: str, connector_id: int, id_tag: str, 
 
 async def execute_remote_start(
     station_id: str, connector_id: int, id_tag: str, *, correlation_id: str = "", actor: str = "",
-    timeout: float | None = None,
+    timeout: float | None = None, on_sent: Callable[[], None] | None = None,
 ) -> str:
-    """Send a prepared RemoteStartTransaction and record its outcome."""
+    """Send a prepared RemoteStartTransaction and record its outcome (``on_sent``: called
+    once the command is on its way to the charger)."""
     result: dict[str, Any] = {"stationId": station_id, "connectorId": connector_id, "idTag": id_tag}
     if correlation_id:
         result["correlationId"] = correlation_id
     payload = {"connectorId": connector_id, "idTag": id_tag}
-    status, error = await _send_recording(station_id, "RemoteStartTransaction", payload, timeout)
+    status, error = await _send_recording(station_id, "RemoteStartTransaction", payload, timeout, on_sent)
     if status != "Accepted":
         await call_service(services.forget_remote_start, station_id, id_tag, correlation_id)
     await call_service(services.record_command, "remote.start.result", station_id, {**result, "status": status},
@@ -262,16 +269,19 @@ async def prepare_remote_stop(
 
 
 async def execute_remote_stop(
-    tx: Transaction, *, correlation_id: str = "", actor: str = "", timeout: float | None = None
+    tx: Transaction, *, correlation_id: str = "", actor: str = "", timeout: float | None = None,
+    on_sent: Callable[[], None] | None = None,
 ) -> str:
-    """Send a prepared RemoteStopTransaction and record its outcome."""
+    """Send a prepared RemoteStopTransaction and record its outcome (``on_sent`` as for a start)."""
     result: dict[str, Any] = {"stationId": tx.station_id, "connectorId": tx.connector.number, "transactionId": tx.pk}
     if correlation_id:
         result["correlationId"] = correlation_id
     # Recorded before sending: the charger's StopTransaction may arrive before its answer, and
     # services._close attributes transaction.stopped to whoever asked (not to its starter).
     await call_service(services.record_command, "remote.stop.requested", tx.station_id, result, actor=actor)
-    status, error = await _send_recording(tx.station_id, "RemoteStopTransaction", {"transactionId": tx.pk}, timeout)
+    status, error = await _send_recording(
+        tx.station_id, "RemoteStopTransaction", {"transactionId": tx.pk}, timeout, on_sent
+    )
     await call_service(services.record_command, "remote.stop.result", tx.station_id, {**result, "status": status},
                        actor=actor)
     if error is not None:
@@ -280,11 +290,11 @@ async def execute_remote_stop(
 
 
 async def _send_recording(
-    station_id: str, action: str, payload: dict[str, Any], timeout: float | None
+    station_id: str, action: str, payload: dict[str, Any], timeout: float | None, on_sent: Callable[[], None] | None
 ) -> tuple[str, CommandError | None]:
     """The charger's status word, or the outcome word and the error to raise once it is recorded."""
     try:
-        answer = await send_command(station_id, action, payload, timeout=timeout)
+        answer = await send_command(station_id, action, payload, timeout=timeout, on_sent=on_sent)
     except CommandError as error:
         return {"timeout": "Timeout", "offline": "Offline"}.get(error.outcome, "Error"), error
     return answer["status"], None

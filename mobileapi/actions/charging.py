@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from csms.events import call_service
 from mobileapi import services
@@ -21,18 +22,32 @@ _background: set[asyncio.Task] = set()
 ID_TAG = {"type": "string", "minLength": 1, "maxLength": 20}
 
 
-def _run_in_background(coroutine) -> None:
-    async def guarded():
-        try:
-            await coroutine
-        except commands.CommandError:
-            pass  # recorded as a remote.*.result event, which the client receives
-        except Exception:
-            log.exception("background remote command failed")
+async def _pending_once_sent(execute: Callable[[Callable[[], None]], Awaitable[str]]) -> None:
+    """/ws: return (for a "pending" reply) once the command is on its way to the charger,
+    and let its outcome follow as an event. A command that cannot be sent (Redis gone,
+    whether or not this process knew it yet) raises its error here, instead of a
+    "pending" whose outcome could never be pushed."""
+    sent = asyncio.get_running_loop().create_future()
 
-    task = asyncio.create_task(guarded())
+    def mark_sent() -> None:
+        if not sent.done():
+            sent.set_result(None)
+
+    task = asyncio.create_task(execute(mark_sent))
     _background.add(task)
-    task.add_done_callback(_background.discard)
+    task.add_done_callback(_finished)
+    await asyncio.wait({sent, task}, return_when=asyncio.FIRST_COMPLETED)
+    if not sent.done():
+        task.result()  # it ended before sending: its error (e.g. 503) is the reply
+
+
+def _finished(task: asyncio.Task) -> None:
+    _background.discard(task)
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, commands.CommandError):  # those are remote.*.result events
+        log.error("background remote command failed", exc_info=error)
 
 
 async def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
@@ -80,13 +95,15 @@ async def start_charging(conn, params):
     await commands.prepare_remote_start(
         station_id, connector_id, id_tag, correlation_id=correlation_id, api_key_id=conn.key.id
     )
-    execute = commands.execute_remote_start(
-        station_id, connector_id, id_tag, correlation_id=correlation_id, actor=conn.key.actor
-    )
+    def execute(on_sent: Callable[[], None] | None = None) -> Awaitable[str]:
+        return commands.execute_remote_start(
+            station_id, connector_id, id_tag, correlation_id=correlation_id, actor=conn.key.actor, on_sent=on_sent
+        )
+
     if conn.dialect.start_replies_pending:
-        _run_in_background(execute)
+        await _pending_once_sent(execute)
         return {"status": "pending", "correlationId": correlation_id}
-    status = await execute  # CommandTimeout -> 504 "RemoteStart timeout"
+    status = await execute()  # CommandTimeout -> 504 "RemoteStart timeout"
     return {"status": status, "correlationId": correlation_id}
 
 
@@ -125,12 +142,14 @@ async def stop_charging(conn, params):
         transaction_id=transaction_id, station_id=station_id if transaction_id is None else None,
         connector_id=connector_id, correlation_id=correlation_id,
     )
-    execute = commands.execute_remote_stop(tx, correlation_id=correlation_id, actor=conn.key.actor)
+    def execute(on_sent: Callable[[], None] | None = None) -> Awaitable[str]:
+        return commands.execute_remote_stop(tx, correlation_id=correlation_id, actor=conn.key.actor, on_sent=on_sent)
+
     reply = {"correlationId": correlation_id, "transactionId": conn.dialect.transaction_id(tx.pk)}
     if conn.dialect.start_replies_pending:
-        _run_in_background(execute)
+        await _pending_once_sent(execute)
         return {"status": "pending", **reply}
-    return {"status": await execute, **reply}
+    return {"status": await execute(), **reply}
 
 
 # getMySessions and getRecentTransactions are one action under each document's name.
