@@ -7,7 +7,10 @@ the charger messages that arrive while a batch is being written wait in a
 queue; the next batch takes them all (at most ``OCPP_GROUP_COMMIT_MAX``) and
 runs them one after another in one transaction, in arrival order, with the
 events they emit numbered and written together before the commit
-(``csms.events.number_batch``). No message waits for a timer: a batch starts
+(``csms.events.number_batch``). Consecutive calls of a service that has a
+``many`` form (``services.record_meter_values``: the MeterValues of many
+stations) run as one call of it, a few queries for all of them. No message
+waits for a timer: a batch starts
 as soon as the previous one has committed, so under light load a batch is one
 message and costs what it did before.
 
@@ -73,17 +76,17 @@ def _run_batch(jobs: list[_Job]) -> list[events.EventMessage]:
     """Run the jobs in one transaction (in the ORM thread); set each one's outcome."""
     try:
         with transaction.atomic(), events.batching() as pending:
-            for job in jobs:
-                mark = len(pending)
-                writes = _Writes()
-                try:
-                    with connection.execute_wrapper(writes):
-                        job.outcome = (True, job.fn(*job.args, **job.kwargs))
-                except Exception as error:
-                    if writes.count or connection.needs_rollback or isinstance(error, DatabaseError):
-                        raise _Rerun from error
-                    del pending[mark:]  # it wrote nothing; its events go with it
-                    job.outcome = (False, error)
+            start = 0
+            while start < len(jobs):
+                end = start + 1
+                many = getattr(jobs[start].fn, "many", None)
+                if many is not None:
+                    while end < len(jobs) and jobs[end].fn is jobs[start].fn:
+                        end += 1
+                if end - start == 1 or not _run_together(many, jobs[start:end]):
+                    for job in jobs[start:end]:
+                        _run_one(job, pending)
+                start = end
             messages = events.number_batch(pending)
     except _Rerun as rerun:
         metrics.group_commit_reruns.inc()
@@ -91,6 +94,33 @@ def _run_batch(jobs: list[_Job]) -> list[events.EventMessage]:
         return _run_alone(jobs)
     metrics.group_commit_size.observe(len(jobs))
     return messages
+
+
+def _run_one(job: _Job, pending: list) -> None:
+    mark = len(pending)
+    writes = _Writes()
+    try:
+        with connection.execute_wrapper(writes):
+            job.outcome = (True, job.fn(*job.args, **job.kwargs))
+    except Exception as error:
+        if writes.count or connection.needs_rollback or isinstance(error, DatabaseError):
+            raise _Rerun from error
+        del pending[mark:]  # it wrote nothing; its events go with it
+        job.outcome = (False, error)
+
+
+def _run_together(many: Callable[..., Any], jobs: list[_Job]) -> bool:
+    """Consecutive calls of one service that has a ``many`` form (e.g. every MeterValues
+    of a batch): one call of it. False if it declined (the calls then run one by one)."""
+    try:
+        outcomes = many([(job.args, job.kwargs) for job in jobs])
+    except Exception as error:
+        raise _Rerun from error
+    if outcomes is None:
+        return False
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        job.outcome = outcome
+    return True
 
 
 def _run_alone(jobs: list[_Job]) -> list[events.EventMessage]:

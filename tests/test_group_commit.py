@@ -113,8 +113,22 @@ async def test_chargers_sending_at_once_share_transactions_and_every_reading_is_
         batches = _metric("csms_group_commit_messages_count") - before_count
         assert _metric("csms_group_commit_messages_sum") - before_sum == 3 * chargers
         assert batches < 3 * chargers / 2, f"{3 * chargers} messages took {batches} transactions"
+
+        # Together again: a third re-send the newest reading (neither stored nor pushed again),
+        # a third send one older than the newest stored (stored and pushed), the rest a new one.
+        def frame(i: int) -> list:
+            seconds = {0: 2, 1: -1}.get(i % 3, 3)
+            stamp = (at + dt.timedelta(seconds=seconds, milliseconds=500 if seconds < 0 else 0))
+            return [2, "mix", "MeterValues", {"connectorId": 1, "meterValue": [
+                {"timestamp": stamp.isoformat().replace("+00:00", "Z"),
+                 "sampledValue": [{"value": "1002" if seconds == 2 else "999", "unit": "Wh"}]}]}]
+        await asyncio.gather(*(ws.send(json.dumps(frame(i))) for i, ws in enumerate(sockets)))
+        answers = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 10) for ws in sockets))
+        assert all(json.loads(answer)[:2] == [3, "mix"] for answer in answers)
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
-    assert await MeterSample.objects.filter(station__id__startswith="gcs").acount() == 3 * chargers
-    assert await Event.objects.filter(kind="meter.update").acount() == 3 * chargers
+    resent = len(range(0, chargers, 3))
+    stored = 3 * chargers + chargers - resent
+    assert await MeterSample.objects.filter(station__id__startswith="gcs").acount() == stored
+    assert await Event.objects.filter(kind="meter.update").acount() == stored
     await _seqs_are_contiguous()
