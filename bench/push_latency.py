@@ -9,9 +9,24 @@ minus the moment the charger sent the MeterValues frame (CLOCK_MONOTONIC,
 comparable across processes). The mobile connections are spread over
 --client-procs processes so the receiving side is not the bottleneck.
 
+The server is pinned to --server-cpus (taskset) and everything else (this
+process, the mobile client processes, the background chargers) to
+--client-cpus, so that they do not compete for one core ('' = unpinned).
+
+--background-chargers N (default 0: none) adds N raw OCPP-J chargers
+(bench/_chargers.py) that connect and boot before the mobile connections
+subscribe, then send one call every --background-interval s (default 10),
+alternating Heartbeat and MeterValues, before and during the measurement: the
+push figure is then "measured while N chargers send their load". The output
+adds their achieved call rate against the nominal N / interval and their round
+trip p99 over the measured window. --profile-seconds S runs py-spy on the server
+for S seconds from the first MeterValues (raw collapsed stacks to
+--profile-out).
+
 Run from the repository root:
     .venv/bin/python bench/push_latency.py --mobiles 1000 --events 100
     .venv/bin/python bench/push_latency.py --endpoint /mobile-client
+    .venv/bin/python bench/push_latency.py --mobiles 1000 --events 100 --background-chargers 2000
 """
 
 from __future__ import annotations
@@ -29,7 +44,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import websockets  # noqa: E402
-from _support import ROOT, Server, percentile, proc_cpu_seconds, proc_rss_kb, raise_nofile  # noqa: E402
+from _chargers import BackgroundChargers, describe, start_profiler  # noqa: E402
+from _support import ROOT, Server, cpu_set, percentile, proc_cpu_seconds, proc_rss_kb, raise_nofile  # noqa: E402
 
 STATION = "bench01"
 API_KEY = "bench-push-key"
@@ -118,16 +134,32 @@ def main() -> None:
     parser.add_argument("--endpoint", default="/ws", choices=["/ws", "/mobile-client"])
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--database-url", help="PostgreSQL URL of a throwaway database whose name contains 'bench'")
+    parser.add_argument("--server-cpus", default="0", help="taskset CPU list for the server ('' = unpinned)")
+    parser.add_argument("--client-cpus", default="1", help="CPU list for every client process ('' = unpinned)")
+    parser.add_argument("--background-chargers", type=int, default=0,
+                        help="chargers sending their load before and during the measurement (bench/_chargers.py)")
+    parser.add_argument("--background-interval", type=float, default=10.0,
+                        help="seconds between two calls of one background charger")
+    parser.add_argument("--profile-seconds", type=float, default=0, help="py-spy the server this long (0: no)")
+    parser.add_argument("--profile-out", default="/tmp/push_latency.raw", help="py-spy's raw output")
     args = parser.parse_args()
     raise_nofile()
+    if args.client_cpus:
+        os.sched_setaffinity(0, cpu_set(args.client_cpus))  # the client processes inherit it
 
-    server = Server(database_url=args.database_url,
+    server = Server(database_url=args.database_url, cpus=args.server_cpus or None,
                     env={"MOBILE_WS_RATE_LIMIT": "100000/1", "MOBILE_CLIENT_RATE_LIMIT": "100000/1",
                          "MOBILE_IDLE_TIMEOUT": "3600"})
+    background = None
     try:
         server.start()
+        print(f"server pid {server.pid} on cpus {args.server_cpus or 'any'}, clients on {args.client_cpus or 'any'}")
         subprocess.run([sys.executable, "manage.py", "createapikey", "--name", "bench", "--key", API_KEY],
                        cwd=ROOT, env=server.env, check=True, capture_output=True)
+        background = BackgroundChargers(server.url, args.background_chargers, interval=args.background_interval,
+                                        cpus=args.client_cpus or None)
+        background.start()
+        background.wait_ready()
         ready_events, processes = [], []
         go = multiprocessing.Event()
         results = multiprocessing.Queue()
@@ -147,16 +179,27 @@ def main() -> None:
             ready.wait(300)
         print(f"{args.mobiles} mobile connections on {args.endpoint} subscribed in {time.monotonic() - began:.1f} s")
         go.set()
+        profiler = start_profiler(server.pid, args.profile_seconds, args.profile_out)
+        background.begin()
         cpu_before, wall_before = proc_cpu_seconds(server.pid), time.monotonic()
         sent = asyncio.run(run_charger(server.url, args.events, args.interval, args.endpoint))
         cpu = proc_cpu_seconds(server.pid) - cpu_before
         wall = time.monotonic() - wall_before
+        figures = background.end()
         arrivals = [item for _ in processes for item in results.get(timeout=120)]
         for process in processes:
             process.join(30)
+        if profiler is not None:
+            profiler.wait(args.profile_seconds + 60)
         report(args, sent, arrivals, cpu, wall, server, boot)
+        print(describe(figures))
+        print("(the machine may be shared: read wall-clock figures with the load average "
+              f"{os.getloadavg()[0]:.1f} in mind)")
     finally:
+        if background is not None and background.process is not None and background.process.is_alive():
+            background.process.terminate()
         server.cleanup()
+
 
 
 async def _connect_station(url: str) -> str:
