@@ -796,7 +796,7 @@ def build_table(results: list[dict], targets: list[str], scenarios: list[str], a
             pairs = med[t]["burst"].get("persisted") or []
             if t == REFERENCE or not pairs:
                 return "(not stored)" if t == REFERENCE else "-"
-            return ", ".join(f"{n if n is not None else '?'} of {m}" for n, m in pairs)
+            return ", ".join(f"{fmt_number(n) if n is not None else '?'} of {fmt_number(m)}" for n, m in pairs)
 
         rows.append(("the same: MeterValues persisted of acknowledged (each run)", [persisted(t) for t in targets]))
         rows.append(("the same: server / generator / whole machine CPU %", [
