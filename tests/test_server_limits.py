@@ -1,6 +1,7 @@
 """The server's own limits under real daphne (csms/daphne_support.py): refused
 handshakes with the application's HTTP response, 1009 for frames over the
-limit, and a deadline for connections that never finish their request.
+limit, a deadline for connections that never finish their request, and a
+lean input queue per connection.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import websockets
 
+from csms.daphne_support import InputQueue, install
 from tests.conftest import DAPHNE_ARGS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,8 +26,6 @@ REFUSAL_HEADERS = [(b"retry-after", b"7"), (b"content-type", b"text/plain"), (b"
 REFUSAL_BODY = [b"too busy, ", b"come back in 7 s"]  # two chunks: more_body
 
 if os.environ.get("CSMS_TEST_REFUSING_APP"):  # imported by the daphne of test_refused_handshake...
-    from csms.daphne_support import install
-
     install()
 
 
@@ -54,6 +54,65 @@ async def test_refused_handshake_gets_the_applications_http_status_headers_and_b
         for name, value in REFUSAL_HEADERS:
             assert response.headers[name.decode()] == value.decode()
         assert response.body == b"".join(REFUSAL_BODY)
+
+
+def test_a_refusal_after_the_handshake_was_dropped_is_dropped_too_not_an_error():
+    # autobahn's opening-handshake timeout (daphne's 5 s) marks the protocol
+    # closed at once and tells daphne later, if at all: a 503 that admission
+    # control sends in between raised ValueError in the application (measured:
+    # 187 "Exception inside application" tracebacks in one 10,000-charger storm).
+    from daphne.ws_protocol import WebSocketProtocol
+
+    install()
+    protocol = WebSocketProtocol()
+    protocol.state = protocol.STATE_CLOSED
+    protocol.handle_reply({"type": "websocket.http.response.start", "status": 503, "headers": []})
+    protocol.handle_reply({"type": "websocket.http.response.body", "body": b"busy"})
+    protocol.state = protocol.STATE_OPEN  # after an accept it is still the application's error
+    with pytest.raises(ValueError, match="only valid before the WebSocket is accepted"):
+        protocol.handle_reply({"type": "websocket.http.response.start", "status": 503, "headers": []})
+
+
+async def queue_reporting_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accepts, then tells the client what kind of queue daphne reads its messages from."""
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": type(receive.__self__).__name__})
+    assert (await receive())["type"] == "websocket.disconnect"
+
+
+async def test_daphne_feeds_each_connection_from_a_lean_queue(daphne_process):
+    url, _ = daphne_process({"CSMS_TEST_REFUSING_APP": "1"}, app="tests.test_server_limits:queue_reporting_app")
+    async with websockets.connect(f"{url}/ws") as ws:
+        assert await asyncio.wait_for(ws.recv(), 5) == "InputQueue"  # not asyncio.Queue: 3.3 KB per connection
+
+
+async def test_the_input_queue_keeps_order_wakes_its_reader_and_passes_on_a_cancelled_wake_up():
+    queue = InputQueue()
+    got = []
+    for n in range(1000):  # read more slowly than it is filled (compacted as it goes), then drained
+        queue.put_nowait(n)
+        if n % 3 == 0:
+            got.append(queue.get_nowait())
+    assert queue.qsize() == 1000 - len(got)
+    while not queue.empty():
+        got.append(queue.get_nowait())
+    assert got == list(range(1000))
+
+    reader = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("a")
+    assert await asyncio.wait_for(reader, 1) == "a"
+
+    # Two readers wait; the first is woken for an item and cancelled before it runs: the second gets it.
+    first, second = asyncio.ensure_future(queue.get()), asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("b")
+    first.cancel()
+    assert await asyncio.wait_for(second, 1) == "b"
+    assert first.cancelled() and queue.empty() and queue._waiters is None
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
 
 
 @pytest.mark.parametrize("path", ["/ws", "/ocpp/big1"])
