@@ -19,7 +19,12 @@ subscribe, then send one call every --background-interval s (default 10),
 alternating Heartbeat and MeterValues, before and during the measurement: the
 push figure is then "measured while N chargers send their load". The output
 adds their achieved call rate against the nominal N / interval and their round
-trip p99 over the measured window. --profile-seconds S runs py-spy on the server
+trip p99 over the measured window, and the server's CPU is split: the background
+load's own share is read for --baseline-seconds (5) before the mobiles connect
+and again once they have subscribed (the difference: handing the chargers'
+events to subscribers that do not want them), and the rest of the CPU over the measurement (until the last push
+arrived) is given per event, a figure that survives a shared machine better than
+the latencies. --profile-seconds S runs py-spy on the server
 for S seconds from the first MeterValues (raw collapsed stacks to
 --profile-out).
 
@@ -140,6 +145,8 @@ def main() -> None:
                         help="chargers sending their load before and during the measurement (bench/_chargers.py)")
     parser.add_argument("--background-interval", type=float, default=10.0,
                         help="seconds between two calls of one background charger")
+    parser.add_argument("--baseline-seconds", type=float, default=5.0,
+                        help="server CPU of the background load alone is read this long before the events")
     parser.add_argument("--profile-seconds", type=float, default=0, help="py-spy the server this long (0: no)")
     parser.add_argument("--profile-out", default="/tmp/push_latency.raw", help="py-spy's raw output")
     args = parser.parse_args()
@@ -160,6 +167,7 @@ def main() -> None:
                                         cpus=args.client_cpus or None)
         background.start()
         background.wait_ready()
+        alone_rate = server_cpu_rate(server.pid, args.baseline_seconds) if background.count else 0.0
         ready_events, processes = [], []
         go = multiprocessing.Event()
         results = multiprocessing.Queue()
@@ -178,20 +186,30 @@ def main() -> None:
         for ready in ready_events:
             ready.wait(300)
         print(f"{args.mobiles} mobile connections on {args.endpoint} subscribed in {time.monotonic() - began:.1f} s")
+        background_rate = server_cpu_rate(server.pid, args.baseline_seconds) if background.count else 0.0
         go.set()
         profiler = start_profiler(server.pid, args.profile_seconds, args.profile_out)
         background.begin()
         cpu_before, wall_before = proc_cpu_seconds(server.pid), time.monotonic()
         sent = asyncio.run(run_charger(server.url, args.events, args.interval, args.endpoint))
+        # Until the last push arrived (or the clients gave up): a backlog drained later is push work too.
+        arrivals = [item for _ in processes for item in results.get(timeout=300)]
         cpu = proc_cpu_seconds(server.pid) - cpu_before
         wall = time.monotonic() - wall_before
         figures = background.end()
-        arrivals = [item for _ in processes for item in results.get(timeout=120)]
         for process in processes:
             process.join(30)
         if profiler is not None:
             profiler.wait(args.profile_seconds + 60)
         report(args, sent, arrivals, cpu, wall, server, boot)
+        if background.count:
+            push_cpu = cpu - background_rate * wall
+            print(f"server CPU of the background load: {100 * alone_rate:.0f}% of a core before the mobiles "
+                  f"connected, {100 * background_rate:.0f}% with them subscribed (idle), each over "
+                  f"{args.baseline_seconds:.0f} s; the rest of the measurement's, {push_cpu:.1f} s, is "
+                  f"{1000 * push_cpu / args.events:.1f} ms per event ({args.mobiles} pushes each)")
+        else:
+            print(f"server CPU {1000 * cpu / args.events:.1f} ms per event ({args.mobiles} pushes each)")
         print(describe(figures))
         print("(the machine may be shared: read wall-clock figures with the load average "
               f"{os.getloadavg()[0]:.1f} in mind)")
@@ -200,6 +218,12 @@ def main() -> None:
             background.process.terminate()
         server.cleanup()
 
+
+def server_cpu_rate(pid: int, seconds: float) -> float:
+    """The server's CPU over the next ``seconds``, in cores."""
+    before, began = proc_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (proc_cpu_seconds(pid) - before) / (time.monotonic() - began)
 
 
 async def _connect_station(url: str) -> str:
