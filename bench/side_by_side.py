@@ -556,6 +556,9 @@ def run_burst(server: Server, backends: Backends, target: str, args) -> dict:
         try:
             out["meter_rows"] = server.query(
                 "SELECT COUNT(*) FROM stations_metersample WHERE station_id LIKE 'SBSB%'")[0][0]
+            # Events of the burst's stations by kind (seq is unique: each stored event is numbered once).
+            out["events"] = dict(server.query(
+                "SELECT kind, COUNT(*) FROM csms_event WHERE station_id LIKE 'SBSB%' GROUP BY kind"))
         except Exception as error:  # noqa: BLE001
             out["meter_rows_error"] = str(error)
     return out
@@ -679,7 +682,7 @@ def run_target(target: str, scenarios: list[str], args, run_index: int) -> dict:
         out["pid"] = server.pid
         if "burst" in scenarios:
             out["scenarios"]["burst"] = result = run_burst(server, backends, target, args)
-            print(f"   burst: {short(result, 'calls_per_s', 'p50_ms', 'p99_ms', 'server_cpu_ms_per_call', 'db_cpu_ms_per_call', 'meter_values_acked', 'meter_rows', 'generator_cpu_pct', 'error')}", flush=True)
+            print(f"   burst: {short(result, 'chargers_booted', 'calls_per_s', 'p50_ms', 'p99_ms', 'server_cpu_ms_per_call', 'db_cpu_ms_per_call', 'meter_values_acked', 'meter_rows', 'generator_cpu_pct', 'error')}", flush=True)
         if "storm-new" in scenarios or "storm-known" in scenarios:
             new = run_storm(server, backends, args, rate=args.rate, prefix="SBSS",
                             hold=args.hold if "storm-new" in scenarios else 0.0,
@@ -758,7 +761,8 @@ def build_table(results: list[dict], targets: list[str], scenarios: list[str], a
             m["runs"] = len(runs)
             m["fenced_runs"] = sum(1 for r in runs if r.get("fenced"))
             if scenario == "burst":
-                m["persisted"] = [(r.get("meter_rows"), r.get("meter_values_acked")) for r in runs]
+                m["persisted"] = [(r.get("meter_rows"), r.get("meter_values_acked"),
+                                   (r.get("events") or {}).get("meter.update")) for r in runs]
             med.setdefault(target, {})[scenario] = m
     ref = {s: med.get(REFERENCE, {}).get(s, {}) for s in scenarios}
 
@@ -796,7 +800,9 @@ def build_table(results: list[dict], targets: list[str], scenarios: list[str], a
             pairs = med[t]["burst"].get("persisted") or []
             if t == REFERENCE or not pairs:
                 return "(not stored)" if t == REFERENCE else "-"
-            return ", ".join(f"{fmt_number(n) if n is not None else '?'} of {fmt_number(m)}" for n, m in pairs)
+            return ", ".join(f"{fmt_number(n) if n is not None else '?'} of {fmt_number(m)}"
+                             + (f" ({fmt_number(e)} meter.update events)" if e is not None else "")
+                             for n, m, e in pairs)
 
         rows.append(("the same: MeterValues persisted of acknowledged (each run)", [persisted(t) for t in targets]))
         rows.append(("the same: server / generator / whole machine CPU %", [
@@ -886,6 +892,12 @@ def main() -> None:
         parser.error("bounded runs only: runs 1..10, chargers 1..5000, storm-chargers 1..19000, "
                      "duration and hold <= 600 s, rate > 0")
     os.chdir(Path(__file__).resolve().parent.parent)
+    available = os.sched_getaffinity(0)
+    for option in ("server_cpus", "client_cpus"):
+        if getattr(args, option) and not cpu_set(getattr(args, option)) <= available:
+            print(f"# --{option.replace('_', '-')} {getattr(args, option)} is not among this machine's CPUs "
+                  f"{sorted(available)}: unpinned", flush=True)
+            setattr(args, option, "")
     nofile = raise_nofile()
     needed = args.storm_chargers + 200 if {"storm-new", "storm-known"} & set(scenarios) else args.chargers + 200
     if nofile < needed:
