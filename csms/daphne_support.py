@@ -59,6 +59,14 @@ patches still work after an upgrade).
    anything. daphne only ever calls ``put_nowait`` and hands the application
    ``get``; :class:`InputQueue` does those two (one reader, unbounded, as
    daphne's) in about 100 bytes.
+
+6. **Listen backlog** (``LISTEN_BACKLOG``). ``daphne -b HOST -p PORT`` (and
+   ``-u``) listen with Twisted's backlog of 50: in a reconnect storm the
+   kernel drops the SYNs beyond it and those clients retry after 1, 3, 7 s
+   (bench/RESULTS.md, section 4). The endpoints daphne builds from ``-b/-p``
+   and ``-u`` get ``backlog=LISTEN_BACKLOG`` (the kernel caps it at
+   ``net.core.somaxconn``); endpoints given with ``-e`` are left as written.
+   daphne loads the application (this module) before it builds them.
 """
 
 from __future__ import annotations
@@ -414,6 +422,30 @@ def _patch_http_factory(cls: type) -> None:
     cls.protocol = protocol
 
 
+# --- 6. Listen backlog --------------------------------------------------------------------------
+
+
+def with_backlog(descriptions: list[str], backlog: int) -> list[str]:
+    """Twisted endpoint descriptions with ``backlog`` added to the TCP and UNIX ones that have none."""
+    if backlog <= 0:
+        return list(descriptions)
+    return [
+        f"{description}:backlog={backlog}"
+        if description.split(":", 1)[0] in ("tcp", "tcp6", "unix") and ":backlog=" not in description
+        else description
+        for description in descriptions
+    ]
+
+
+def _patch_cli_endpoints(cli: Any) -> None:
+    original = cli.build_endpoint_description_strings
+
+    def build_endpoint_description_strings(*args: Any, **kwargs: Any) -> list[str]:
+        return with_backlog(original(*args, **kwargs), settings.LISTEN_BACKLOG)
+
+    cli.build_endpoint_description_strings = build_endpoint_description_strings
+
+
 # --- Install ----------------------------------------------------------------------------------
 
 
@@ -423,6 +455,7 @@ def _check_internals() -> None:
     import daphne
     import twisted
     from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
+    from daphne import cli
     from daphne.http_protocol import HTTPFactory
     from daphne.server import Server
     from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
@@ -438,6 +471,7 @@ def _check_internals() -> None:
         (http.HTTPChannel, ("connectionMade", "dataReceived", "allHeadersReceived", "requestDone",
                             "connectionLost", "callLater", "persistent")),
         (http, ("_GenericHTTPChannelProtocol",)),
+        (cli, ("build_endpoint_description_strings",)),
     ):
         problems += [f"{getattr(owner, '__name__', owner)}.{name}" for name in names if not hasattr(owner, name)]
     if "failByDrop" not in AutobahnProtocol.CONFIG_ATTRS_COMMON:
@@ -480,6 +514,7 @@ def install() -> None:
     if _installed:
         return
     _check_internals()
+    from daphne import cli
     from daphne.http_protocol import HTTPFactory
     from daphne.server import Server
     from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
@@ -488,4 +523,5 @@ def install() -> None:
     _patch_server(Server)
     _patch_websocket_factory(WebSocketFactory)
     _patch_http_factory(HTTPFactory)
+    _patch_cli_endpoints(cli)
     _installed = True

@@ -321,6 +321,9 @@ WEBSOCKET_SEND_BUFFER_BYTES = env_int("WEBSOCKET_SEND_BUFFER_BYTES", 4 * 1024 * 
 # Seconds a new connection has to send its complete request headers (an HTTP
 # request or a WebSocket upgrade) before it is dropped; 0: no deadline.
 HTTP_HEADER_TIMEOUT = env_int("HTTP_HEADER_TIMEOUT", 10)
+# Listen backlog of the sockets daphne opens for -b/-p and -u (Twisted's is
+# 50: a reconnect storm overflows it); capped by net.core.somaxconn; 0: daphne's.
+LISTEN_BACKLOG = env_int("LISTEN_BACKLOG", 1024)
 
 # --- OCPP ---------------------------------------------------------------------
 

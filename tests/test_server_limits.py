@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import shutil
 import socket
+import subprocess
 import time
 from typing import Any
 
@@ -54,6 +56,16 @@ async def test_refused_handshake_gets_the_applications_http_status_headers_and_b
         for name, value in REFUSAL_HEADERS:
             assert response.headers[name.decode()] == value.decode()
         assert response.body == b"".join(REFUSAL_BODY)
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the listen backlog")
+async def test_daphne_listens_on_b_and_p_with_the_configured_backlog(daphne_process):
+    # daphne -b/-p listen with Twisted's 50; a storm overflows it (bench/RESULTS.md, section 4).
+    url, _ = daphne_process({"LISTEN_BACKLOG": "300"})
+    port = url.rsplit(":", 1)[1]
+    listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True)
+    fields = listening.stdout.split()
+    assert fields[0] == "LISTEN" and fields[2] == "300", listening.stdout  # Send-Q of a listener: its backlog
 
 
 def test_a_refusal_after_the_handshake_was_dropped_is_dropped_too_not_an_error():
