@@ -33,7 +33,8 @@ Scenarios (sizes are options; --quick shrinks them all to a ~2 minute smoke run)
                Measured: booted, connections failed / dropped, BootNotification p99, p99 of the calls
                sent after the ramp, server RSS per connection ((RSS at the end - RSS idle before the
                ramp) / sockets open), and whether any charger got close code 4010 (the process fenced
-               itself: presence declared it dead).
+               itself: presence declared it dead). One connection attempt per charger; with --retry a
+               refused handshake is tried again after the simulator's backoff (Retry-After honoured).
   storm-known  the same stations, registered now, reconnect at --reconnect-rate (0: all at once, as
                fast as the generator opens them); the same measures. Run alone (--only storm-known),
                the stations are first registered by an unmeasured pass.

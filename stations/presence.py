@@ -23,13 +23,26 @@ still say "online" with no socket behind it are repaired here, every
 The rounds start with the first request or connection a process serves
 (``ensure_running`` in ``csms.asgi``), so a process that holds no charger
 still watches the others.
+
+Neither round waits in the ORM thread's queue, which holds the load the
+rounds are judging. Vouching and the sweep each run on a schedule of their
+own, in a thread of their own, with a database connection of their own
+(closed after each use). Only the repair of a station is queued in the ORM
+thread, behind the write of its own closing socket, and the sweep does not
+wait for it. Measured before (issue 12): a reconnect storm queued more than
+``OCPP_PROCESS_TIMEOUT`` of work there, the round waited behind it for its
+sweep before vouching again, and the only process declared itself dead and
+closed every charger with 4010. A process also never judges its own row:
+being late is what it would be judging, and only another process can tell.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -39,11 +52,13 @@ from django.utils import timezone
 
 from csms import metrics
 from csms.consumers import Periodic
-from csms.events import call_service
+from csms.events import EventMessage, call_service, collecting, publish
 from csms.runtime import PROCESS_NAME
 from stations import services
 
 log = logging.getLogger("stations.presence")
+
+T = TypeVar("T")
 
 
 def channel_prefix(channel_name: str) -> str:
@@ -51,11 +66,23 @@ def channel_prefix(channel_name: str) -> str:
     return channel_name.rsplit("!", 1)[0] + "!"
 
 
-def _vouch(prefix: str, started_at: Any, chargers: int, first: bool) -> bool:
+def _in_own_connection(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, list[EventMessage]]:
+    """Run a service function with this worker thread's own connection, closed after;
+    return its result and the pushes of the events it recorded."""
     try:
-        return services.vouch_for_process(prefix, PROCESS_NAME, started_at, chargers, first=first)
+        with collecting() as messages:
+            return fn(*args, **kwargs), messages
     finally:
-        connections.close_all()  # a worker thread's connection, not the ORM thread's
+        connections.close_all()
+
+
+async def _off_orm_thread(executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call_service`` in ``executor`` instead of the ORM thread's queue."""
+    run = sync_to_async(_in_own_connection, thread_sensitive=False, executor=executor)
+    result, messages = await run(fn, *args, **kwargs)
+    if messages:
+        await publish(messages)
+    return result
 
 
 class Presence:
@@ -63,13 +90,21 @@ class Presence:
         self._live: dict[str, str] = {}  # channel name -> station id
         self._prefix = ""  # the channel prefix this process's row was written under
         self._started_at = timezone.now()
-        self._rounds = Periodic(
-            "server presence", lambda: settings.OCPP_PRESENCE_SWEEP_SECONDS, self.round, immediately=True
+        interval = lambda: settings.OCPP_PRESENCE_SWEEP_SECONDS  # noqa: E731
+        # One thread each, so that a vouch never waits for a sweep held up by
+        # the database (a lock, a slow release) either.
+        self._vouching = ThreadPoolExecutor(1, thread_name_prefix="presence-vouch")
+        self._sweeping = ThreadPoolExecutor(1, thread_name_prefix="presence-sweep")
+        self._rounds = (
+            Periodic("server presence: vouching", interval, self.vouch, immediately=True),
+            Periodic("server presence: sweep", interval, self.sweep, immediately=True),
         )
         self._cleanups: set[asyncio.Task] = set()
+        self._repairing: set[str] = set()  # channels whose station is being marked offline
 
     def ensure_running(self) -> None:
-        self._rounds.ensure_running()
+        for rounds in self._rounds:
+            rounds.ensure_running()
 
     def add(self, channel_name: str, station_id: str) -> None:
         """Call after the socket's accept and before the station is marked online on this
@@ -84,30 +119,48 @@ class Presence:
         """A connection was cancelled while being marked online: forget it and mark the
         station offline once that database work (queued in the ORM thread before this) is done."""
         self.discard(channel_name)
-        task = asyncio.ensure_future(call_service(services.station_disconnected, station_id, channel_name))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+        self._mark_offline_later(station_id, channel_name)
 
-    async def round(self) -> None:
-        prefix = channel_prefix(await get_channel_layer().new_channel())
-        # Off the ORM thread: a long queue of handshakes there (a reconnect
-        # storm) must not make a live process look dead to the others.
+    async def vouch(self) -> None:
+        """Refresh this process's row; fence if another process declared it dead."""
+        prefix = await self._own_prefix()
         held = sum(1 for channel_name in self._live if channel_name.startswith(prefix))
-        fenced = await sync_to_async(_vouch, thread_sensitive=False)(prefix, self._started_at, held, prefix != self._prefix)
+        fenced = await _off_orm_thread(
+            self._vouching, services.vouch_for_process, prefix, PROCESS_NAME, self._started_at, held,
+            first=prefix != self._prefix,
+        )
         self._prefix = prefix
         if fenced:
             await self._fence()
-        await self._sweep(prefix)
-        for name in await call_service(services.release_dead_processes):
+
+    async def sweep(self) -> None:
+        """Mark offline this process's stations without a socket, and the stations of dead processes."""
+        prefix = await self._own_prefix()
+        for station_id, channel_name in await _off_orm_thread(self._sweeping, services.stations_on_channels, prefix):
+            if channel_name not in self._live and channel_name not in self._repairing:
+                log.warning("[OCPP:presence] station=%s marked online without a socket here: offline", station_id)
+                self._repair(station_id, channel_name)
+        for name in await _off_orm_thread(self._sweeping, services.release_dead_processes, prefix):
             metrics.processes_declared_dead.inc()
             log.warning("[OCPP:presence] server process %s declared dead: its stations are offline", name)
 
-    async def _sweep(self, prefix: str) -> None:
-        held = await call_service(services.stations_on_channels, prefix)
-        for station_id, channel_name in held:
-            if channel_name not in self._live:
-                log.warning("[OCPP:presence] station=%s marked online without a socket here: offline", station_id)
-                await call_service(services.station_disconnected, station_id, channel_name)
+    def _repair(self, station_id: str, channel_name: str) -> None:
+        # Queued in the ORM thread, not awaited (the sweep goes on). There it
+        # comes behind the write a closing socket's consumer queued once it
+        # left ``_live``, which keeps the station's real last activity and
+        # makes this one a no-op.
+        self._repairing.add(channel_name)
+        task = self._mark_offline_later(station_id, channel_name)
+        task.add_done_callback(lambda _: self._repairing.discard(channel_name))
+
+    def _mark_offline_later(self, station_id: str, channel_name: str) -> asyncio.Task:
+        task = asyncio.ensure_future(call_service(services.station_disconnected, station_id, channel_name))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        return task
+
+    async def _own_prefix(self) -> str:
+        return channel_prefix(await get_channel_layer().new_channel())
 
     async def _fence(self) -> None:
         log.error("[OCPP:presence] this process was declared dead by another one: closing %d charger sockets",

@@ -176,20 +176,27 @@ def vouch_for_process(prefix: str, server: str, started_at: dt.datetime, charger
     return not first
 
 
-def release_dead_processes() -> list[str]:
+def release_dead_processes(alive: str = "") -> list[str]:
     """Declare dead the processes silent for ``OCPP_PROCESS_TIMEOUT`` seconds and mark
     offline every station whose socket they held; return the dead processes' names.
+
+    ``alive``: the calling process's channel prefix. A process never judges its
+    own row, whatever its timestamp says: its own lateness (a queue of work, a
+    locked database) is what it would be judging, and it knows it is alive. A
+    process that really stalled is declared dead by another one, and fences
+    itself when it next vouches.
 
     Idempotent and safe to run from every process at once: a station goes
     offline (and its ``station.disconnected`` event is written) only once.
     """
     now = timezone.now()
     cutoff = now - dt.timedelta(seconds=settings.OCPP_PROCESS_TIMEOUT)
+    others = ServerProcess.objects.exclude(channel_prefix=alive)
     # One conditional UPDATE against the dead process's own refresh (which
     # requires dead_at IS NULL): exactly one of the two wins.
-    ServerProcess.objects.filter(dead_at__isnull=True, seen_at__lt=cutoff).update(dead_at=now)
+    others.filter(dead_at__isnull=True, seen_at__lt=cutoff).update(dead_at=now)
     released = []
-    for process in ServerProcess.objects.filter(dead_at__isnull=False):
+    for process in others.filter(dead_at__isnull=False):
         for station_id, channel_name in stations_on_channels(process.channel_prefix):
             # Its last activity stays the last one its process wrote down.
             station_disconnected(station_id, channel_name, keep_activity=True)
