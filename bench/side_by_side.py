@@ -239,9 +239,9 @@ async def burst_generator(cfg: dict, events: dict) -> dict:
                     counts["meter_acked"] += 1
                 opened, closed = window["open"], window["close"]
                 if opened is not None and done >= opened and (closed is None or done <= closed):
-                    counts["in_window"] += 1
-                    if sent >= opened:
-                        rtts[action].append(rtt)
+                    counts["in_window"] += 1  # throughput: answers inside the window
+                if opened is not None and sent >= opened and (closed is None or sent <= closed):
+                    rtts[action].append(rtt)  # latency: calls sent inside it, however late their answer
         except websockets.ConnectionClosed as error:
             cause, was_fenced = close_key(error)
             bump(drops, cause)
