@@ -1,7 +1,8 @@
 """A background charger load for the mobile benchmarks: "measured while N chargers send their load".
 
 Not a benchmark itself. ``push_latency.py`` and ``get_stations.py`` use it for
-``--background-chargers N`` / ``--background-interval S``.
+``--background-chargers N`` / ``--background-interval S`` (and its ``start_profiler``,
+py-spy on the server, and ``server_cpu_rate``, the background load's own CPU).
 
 One generator process, pinned to the client CPUs (``sched_setaffinity``), runs N raw
 OCPP-J chargers over ``websockets`` (the frames, ``Meter`` and ``open_charger`` of
@@ -34,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import cpu_set, percentile, raise_nofile  # noqa: E402
+from _support import cpu_set, percentile, proc_cpu_seconds, raise_nofile  # noqa: E402
 from side_by_side import BOOT, Meter, close_key, failure_key, open_charger, rpc  # noqa: E402
 
 HANDSHAKES_IN_FLIGHT = 50
@@ -244,3 +245,10 @@ def start_profiler(pid: int, seconds: float, out: str) -> subprocess.Popen | Non
     return subprocess.Popen([str(py_spy), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
                              "-f", "raw", "-o", out, "--threads"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def server_cpu_rate(pid: int, seconds: float) -> float:
+    """A process's CPU over the next ``seconds``, in cores (the background load's own, before a measurement)."""
+    before, began = proc_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (proc_cpu_seconds(pid) - before) / (time.monotonic() - began)

@@ -17,7 +17,10 @@ chargers send their load"; the output adds their achieved call rate against the
 nominal N / interval and their round trip p99 over the measured window. They are
 stations of their own (BG00000...), so getStations lists --stations + N of them;
 with --background-among-stations they are the first N filled stations instead
-(N <= --stations), so the list stays at --stations. --profile-seconds S runs
+(N <= --stations), so the list stays at --stations. The server's CPU per
+getStations is given with the background load's own CPU (read for
+--baseline-seconds, 5, just before the requests) taken off: a figure that
+survives a shared machine better than the round trips. --profile-seconds S runs
 py-spy on the server for S seconds from the start of the measurement.
 
 Run from the repository root:
@@ -40,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import websockets  # noqa: E402
-from _chargers import BackgroundChargers, describe, start_profiler  # noqa: E402
+from _chargers import BackgroundChargers, describe, server_cpu_rate, start_profiler  # noqa: E402
 from _support import ROOT, Server, cpu_set, percentile, proc_cpu_seconds, raise_nofile  # noqa: E402
 
 API_KEY = "bench-stations-key"
@@ -88,6 +91,8 @@ def main() -> None:
                         help="seconds between two calls of one background charger")
     parser.add_argument("--background-among-stations", action="store_true",
                         help="the background chargers are the first N filled stations (not N more)")
+    parser.add_argument("--baseline-seconds", type=float, default=5.0,
+                        help="server CPU of the background load alone is read this long before the requests")
     parser.add_argument("--profile-seconds", type=float, default=0, help="py-spy the server this long (0: no)")
     parser.add_argument("--profile-out", default="/tmp/get_stations.raw", help="py-spy's raw output")
     args = parser.parse_args()
@@ -113,6 +118,7 @@ def main() -> None:
         background.start()
         background.wait_ready()
         asyncio.run(client(server.url, 20, [], [], []))  # warm up
+        background_rate = server_cpu_rate(server.pid, args.baseline_seconds) if background.count else 0.0
         latencies: list[float] = []
         sizes: list[int] = []
         counts: list[int] = []
@@ -135,6 +141,10 @@ def main() -> None:
         print(f"round trip ms: p50 {percentile(latencies, 50) * 1000:.1f}  p90 {percentile(latencies, 90) * 1000:.1f}"
               f"  p99 {percentile(latencies, 99) * 1000:.1f}  max {max(latencies) * 1000:.1f}")
         print(f"throughput {len(latencies) / wall:.0f} replies/s; server CPU {cpu:.1f} s over {wall:.1f} s")
+        own = cpu - background_rate * wall
+        print(f"server CPU per getStations {1000 * own / len(latencies):.2f} ms" + (
+            f" (the background load's own {100 * background_rate:.0f}% of a core, read over the "
+            f"{args.baseline_seconds:.0f} s before, taken off)" if background.count else ""))
         print(describe(figures))
         print("(the machine may be shared: read wall-clock figures with the load average "
               f"{os.getloadavg()[0]:.1f} in mind)")

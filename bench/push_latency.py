@@ -49,7 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import websockets  # noqa: E402
-from _chargers import BackgroundChargers, describe, start_profiler  # noqa: E402
+from _chargers import BackgroundChargers, describe, server_cpu_rate, start_profiler  # noqa: E402
 from _support import ROOT, Server, cpu_set, percentile, proc_cpu_seconds, proc_rss_kb, raise_nofile  # noqa: E402
 
 STATION = "bench01"
@@ -217,13 +217,6 @@ def main() -> None:
         if background is not None and background.process is not None and background.process.is_alive():
             background.process.terminate()
         server.cleanup()
-
-
-def server_cpu_rate(pid: int, seconds: float) -> float:
-    """The server's CPU over the next ``seconds``, in cores."""
-    before, began = proc_cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
-    return (proc_cpu_seconds(pid) - before) / (time.monotonic() - began)
 
 
 async def _connect_station(url: str) -> str:
