@@ -8,10 +8,19 @@ behind all the others. daphne drops a handshake that waits longer than 5 s,
 but the queued work still runs: measured with 2,000 chargers opening within
 5 s, only 294-400 connected and the rest timed out and came back, again and
 again. Beyond ``WS_MAX_PENDING_HANDSHAKES`` handshakes in flight, this wrapper
-answers a new one at once with HTTP 503 and a ``Retry-After`` (spread over
+answers a new one with HTTP 503 and a ``Retry-After`` (spread over
 [WS_HANDSHAKE_RETRY_AFTER, 2 x WS_HANDSHAKE_RETRY_AFTER] seconds so that
 clients that obey it exactly do not come back together), so that the
 handshakes let in complete quickly and the others come back later.
+
+Before that 503, a handshake beyond the limit waits up to
+``WS_HANDSHAKE_QUEUE_MS`` for a slot (first come, first served; a slot
+freed goes straight to the longest waiting one). Measured with 10,000 new
+chargers at 500/s: refused at once, they spent most of the storm waiting out
+their Retry-After while the process sat idle (0 % CPU for seconds with 1,500
+chargers still out); a short wait keeps the process busy with the storm
+instead. The wait must end well before the server's own handshake timeout
+(daphne: 5 s from the upgrade request), or the handshake is dropped unanswered.
 
 A handshake is in flight from its ``websocket.connect`` until the application
 has answered it (``websocket.accept``, ``websocket.close`` or an HTTP
@@ -31,6 +40,7 @@ station whose socket never opened.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -133,6 +143,9 @@ class HandshakeAdmission:
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
         self.pending = 0
+        # Handshakes waiting for a slot, oldest first; each future is set True
+        # when a freed slot is handed to it, False when its wait is over.
+        self._waiting: collections.deque[asyncio.Future] = collections.deque()
         self._refused_since_log = 0
         self._last_log = 0.0
 
@@ -142,17 +155,49 @@ class HandshakeAdmission:
             return
         limit = settings.WS_MAX_PENDING_HANDSHAKES
         if limit and self.pending >= limit:
-            await self._refuse(scope, receive, send, limit)
-            return
-        handshake = Handshake(self, receive, send)
-        self.pending += 1
+            if not await self._wait_for_slot(settings.WS_HANDSHAKE_QUEUE_MS / 1000):
+                await self._refuse(scope, receive, send, limit)
+                return
+        else:
+            self.pending += 1
         metrics.handshakes_pending.set(self.pending)
+        handshake = Handshake(self, receive, send)
         try:
             await self.app({**scope, SCOPE_KEY: handshake}, handshake.receive, handshake.send)
         finally:
             handshake.finish()
 
+    @property
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiting if not waiter.done())
+
+    async def _wait_for_slot(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a handshake slot; True once one is handed over (and counted)."""
+        if seconds <= 0:
+            return False
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        timer = asyncio.get_running_loop().call_later(seconds, _settle_waiter, waiter, False)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self.release()  # handed a slot, then cancelled before using it: pass it on
+            raise
+        finally:
+            timer.cancel()
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(waiter)
+
     def release(self) -> None:
+        """A handshake slot is free: hand it to the longest waiting handshake, else count it free."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(True)  # the slot passes on: pending stays as it is
+                return
         self.pending -= 1
         metrics.handshakes_pending.set(self.pending)
 
@@ -184,6 +229,13 @@ class HandshakeAdmission:
         now = time.monotonic()
         if now - self._last_log >= REFUSAL_LOG_SECONDS:
             log.warning("[WS:admission] %d handshake(s) refused since the last report: %d in flight "
-                        "(WS_MAX_PENDING_HANDSHAKES=%d)", self._refused_since_log, self.pending, limit)
+                        "(WS_MAX_PENDING_HANDSHAKES=%d), %d waiting (WS_HANDSHAKE_QUEUE_MS=%d)",
+                        self._refused_since_log, self.pending, limit, self.waiting,
+                        settings.WS_HANDSHAKE_QUEUE_MS)
             self._refused_since_log = 0
             self._last_log = now
+
+
+def _settle_waiter(waiter: asyncio.Future, granted: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(granted)

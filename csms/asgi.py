@@ -28,7 +28,8 @@ from stations.presence import presence  # noqa: E402
 
 # Static files (the admin's) are served by WhiteNoise's middleware, in every mode.
 # Every WebSocket handshake (chargers and apps) passes one admission control:
-# beyond WS_MAX_PENDING_HANDSHAKES in flight, HTTP 503 with Retry-After at once.
+# beyond WS_MAX_PENDING_HANDSHAKES in flight, a wait of at most WS_HANDSHAKE_QUEUE_MS
+# for a slot, then HTTP 503 with Retry-After.
 router = ProtocolTypeRouter(
     {"http": django_asgi_app, "websocket": HandshakeAdmission(URLRouter(websocket_urlpatterns))}
 )

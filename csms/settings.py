@@ -307,13 +307,18 @@ RETENTION_EVENT_DAYS = env_int("RETENTION_EVENT_DAYS", 365)
 
 PORT = env_int("PORT", 8081)
 # WebSocket handshakes (chargers and apps) in flight per process beyond which
-# a new one is refused at once with HTTP 503 and a Retry-After, rather than
-# queued past the server's handshake timeout (daphne drops a handshake after
+# a new one is refused with HTTP 503 and a Retry-After (after at most
+# WS_HANDSHAKE_QUEUE_MS waiting for a slot), rather than queued past the
+# server's handshake timeout (daphne drops a handshake after
 # 5 s). 0: no limit. Sizing: docs/operations.md, "Connection storms".
 WS_MAX_PENDING_HANDSHAKES = env_int("WS_MAX_PENDING_HANDSHAKES", 100)
 # That 503's Retry-After, in seconds: spread over [this, twice this] so that
 # clients obeying it exactly do not all come back at the same moment.
 WS_HANDSHAKE_RETRY_AFTER = env_int("WS_HANDSHAKE_RETRY_AFTER", 5)
+# Milliseconds a handshake beyond that limit waits for a slot (first come, first
+# served) before its 503; 0: refused at once. Keep it well under the server's
+# handshake timeout (daphne: 5 s), which the wait counts against.
+WS_HANDSHAKE_QUEUE_MS = env_int("WS_HANDSHAKE_QUEUE_MS", 2000)
 # Server protections under daphne (csms/daphne_support.py). Bytes a WebSocket
 # may have queued unsent (a client that does not read) before the next send
 # closes it (code 4005, the connection dropped); 0: no bound.

@@ -73,6 +73,7 @@ async def connected_events(station_id: str) -> int:
 async def test_handshakes_beyond_the_limit_get_503_with_retry_after_at_once(server, settings):
     settings.WS_MAX_PENDING_HANDSHAKES = 3
     settings.WS_HANDSHAKE_RETRY_AFTER = 2
+    settings.WS_HANDSHAKE_QUEUE_MS = 0  # no wait for a slot
     blocker = busy_orm_thread(2.0)
     await asyncio.sleep(0.05)
     attempts = [asyncio.ensure_future(attempt(f"{server}/ocpp", f"storm{i:02d}")) for i in range(10)]
@@ -110,12 +111,50 @@ async def test_handshakes_beyond_the_limit_get_503_with_retry_after_at_once(serv
         await ws.close()
 
 
+async def test_handshakes_beyond_the_limit_wait_for_a_slot_first_come_first_served(server, settings):
+    # Measured with 10,000 new chargers at 500/s: refused at once, chargers
+    # waited out their Retry-After while the process sat idle.
+    settings.WS_MAX_PENDING_HANDSHAKES = 2
+    settings.WS_HANDSHAKE_QUEUE_MS = 4000
+    blocker = busy_orm_thread(1.0)
+    await asyncio.sleep(0.05)
+    attempts = []
+    for i in range(6):  # one after another, so that the order they wait in is known
+        attempts.append(asyncio.ensure_future(attempt(f"{server}/ocpp", f"queued{i}")))
+        await asyncio.sleep(0.05)
+    results = await asyncio.gather(*attempts)
+    assert all(isinstance(ws, websockets.ClientConnection) for _, ws in results), results  # no 503
+    connected_at = [(await station(f"queued{i}")).connected_at for i in range(6)]
+    assert connected_at[2:] == sorted(connected_at[2:])  # the waiting ones in their order of arrival
+    await blocker
+    for _, ws in results:
+        await ws.close()
+
+
+async def test_a_handshake_that_waited_its_time_for_a_slot_gets_the_503(server, settings):
+    settings.WS_MAX_PENDING_HANDSHAKES = 1
+    settings.WS_HANDSHAKE_QUEUE_MS = 500
+    blocker = busy_orm_thread(2.5)
+    await asyncio.sleep(0.05)
+    holder = asyncio.ensure_future(attempt(f"{server}/ocpp", "holder01"))
+    await asyncio.sleep(0.1)
+    took, refusal = await attempt(f"{server}/ocpp", "waited01")
+    assert isinstance(refusal, websockets.InvalidStatus) and refusal.response.status_code == 503
+    assert 0.5 <= took < 1.5
+    await blocker
+    _, ws = await holder
+    assert isinstance(ws, websockets.ClientConnection)
+    await ws.close()
+    assert not await Station.objects.filter(pk="waited01").aexists()
+
+
 async def test_refused_charger_waits_out_retry_after_then_connects(server, settings, caplog):
     """The simulator (make demo's charger, the bench's) honours 503/Retry-After with a jittered backoff."""
     from stations.simulator import ChargerState, ReconnectBackoff, run_charger
 
     settings.WS_MAX_PENDING_HANDSHAKES = 1
     settings.WS_HANDSHAKE_RETRY_AFTER = 1
+    settings.WS_HANDSHAKE_QUEUE_MS = 0
     blocker = busy_orm_thread(1.0)
     await asyncio.sleep(0.05)
     holder = asyncio.ensure_future(attempt(f"{server}/ocpp", "first01"))  # takes the one place
@@ -216,7 +255,8 @@ async def test_daphne_refuses_a_burst_with_503_and_its_timed_out_handshakes_leav
     daphne_process,
 ):
     url, _ = daphne_process(
-        {"WS_MAX_PENDING_HANDSHAKES": "2", "WS_HANDSHAKE_RETRY_AFTER": "1", "OCPP_UNKNOWN_STATIONS": "accept"},
+        {"WS_MAX_PENDING_HANDSHAKES": "2", "WS_HANDSHAKE_RETRY_AFTER": "1", "WS_HANDSHAKE_QUEUE_MS": "0",
+         "OCPP_UNKNOWN_STATIONS": "accept"},
         args=["--websocket_connect_timeout", "2"],
     )
     taken = threading.Event()
