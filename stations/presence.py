@@ -97,7 +97,9 @@ class Presence:
         self._sweeping = ThreadPoolExecutor(1, thread_name_prefix="presence-sweep")
         self._rounds = (
             Periodic("server presence: vouching", interval, self.vouch, immediately=True),
-            Periodic("server presence: sweep", interval, self.sweep, immediately=True),
+            # From one interval on: the round at the first request would judge
+            # the others with a row that counts none of this process's chargers yet.
+            Periodic("server presence: sweep", interval, self.sweep),
         )
         self._cleanups: set[asyncio.Task] = set()
         self._repairing: set[str] = set()  # channels whose station is being marked offline
@@ -125,16 +127,24 @@ class Presence:
         """Refresh this process's row; fence if another process declared it dead."""
         prefix = await self._own_prefix()
         held = sum(1 for channel_name in self._live if channel_name.startswith(prefix))
-        fenced = await _off_orm_thread(
-            self._vouching, services.vouch_for_process, prefix, PROCESS_NAME, self._started_at, held,
-            first=prefix != self._prefix,
-        )
-        self._prefix = prefix
-        if fenced:
+        if await _off_orm_thread(self._vouching, self._vouch_in_thread, prefix, held):
             await self._fence()
+
+    def _vouch_in_thread(self, prefix: str, held: int) -> bool:
+        # Vouches (the rounds' and the sweep's) run one after another in this
+        # thread, so only the first under a prefix creates the row: a second
+        # one, decided before the first was written, would also undo a
+        # declaration of death written in between.
+        fenced = services.vouch_for_process(prefix, PROCESS_NAME, self._started_at, held, first=prefix != self._prefix)
+        self._prefix = prefix
+        return fenced
 
     async def sweep(self) -> None:
         """Mark offline this process's stations without a socket, and the stations of dead processes."""
+        # Judge the others only just after vouching (in the vouching thread: it
+        # waits for the database, never for the ORM thread's queue), so that this
+        # process's row is fresh and counts every charger it had accepted.
+        await self.vouch()
         prefix = await self._own_prefix()
         for station_id, channel_name in await _off_orm_thread(self._sweeping, services.stations_on_channels, prefix):
             if channel_name not in self._live and channel_name not in self._repairing:
