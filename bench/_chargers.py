@@ -189,11 +189,12 @@ class BackgroundChargers:
     def begin(self) -> None:
         self._opened = time.monotonic()
 
-    def end(self) -> dict:
-        """Close the window, stop the chargers; the figures of the calls sent in the window."""
+    def end(self, closed_at: float | None = None) -> dict:
+        """Stop the chargers; the figures of the calls sent in the window (``begin`` until ``closed_at``,
+        a CLOCK_MONOTONIC time, or now)."""
         if not self.process:
             return {"count": 0}
-        self.window = (self._opened, time.monotonic())
+        self.window = (self._opened, closed_at or time.monotonic())
         self.stop.set()
         try:
             result = self.results.get(timeout=self.cfg["call_timeout"] + 60)

@@ -19,7 +19,7 @@ stations of their own (BG00000...), so getStations lists --stations + N of them;
 with --background-among-stations they are the first N filled stations instead
 (N <= --stations), so the list stays at --stations. The server's CPU per
 getStations is given with the background load's own CPU (read for
---baseline-seconds, 5, just before the requests) taken off: a figure that
+--baseline-seconds, 5, just before and just after the requests) taken off: a figure that
 survives a shared machine better than the round trips. --profile-seconds S runs
 py-spy on the server for S seconds from the start of the measurement.
 
@@ -133,7 +133,9 @@ def main() -> None:
         asyncio.run(run_all())
         wall = time.monotonic() - began
         cpu = proc_cpu_seconds(server.pid) - cpu_before
-        figures = background.end()
+        closed_at = time.monotonic()
+        after_rate = server_cpu_rate(server.pid, args.baseline_seconds) if background.count else 0.0
+        figures = background.end(closed_at)
         if profiler is not None:
             profiler.wait(args.profile_seconds + 60)
         print(f"{args.stations} stations x {args.connectors} connectors filled; {args.clients} client(s) x "
@@ -141,10 +143,11 @@ def main() -> None:
         print(f"round trip ms: p50 {percentile(latencies, 50) * 1000:.1f}  p90 {percentile(latencies, 90) * 1000:.1f}"
               f"  p99 {percentile(latencies, 99) * 1000:.1f}  max {max(latencies) * 1000:.1f}")
         print(f"throughput {len(latencies) / wall:.0f} replies/s; server CPU {cpu:.1f} s over {wall:.1f} s")
-        own = cpu - background_rate * wall
+        own = cpu - (background_rate + after_rate) / 2 * wall
         print(f"server CPU per getStations {1000 * own / len(latencies):.2f} ms" + (
-            f" (the background load's own {100 * background_rate:.0f}% of a core, read over the "
-            f"{args.baseline_seconds:.0f} s before, taken off)" if background.count else ""))
+            f" (the background load's own taken off: the mean of {100 * background_rate:.0f}% and "
+            f"{100 * after_rate:.0f}% of a core, read over the {args.baseline_seconds:.0f} s before and after)"
+            if background.count else ""))
         print(describe(figures))
         print("(the machine may be shared: read wall-clock figures with the load average "
               f"{os.getloadavg()[0]:.1f} in mind)")

@@ -21,8 +21,8 @@ push figure is then "measured while N chargers send their load". The output
 adds their achieved call rate against the nominal N / interval and their round
 trip p99 over the measured window, and the server's CPU is split: the background
 load's own share is read for --baseline-seconds (5) before the mobiles connect
-and again once they have subscribed (the difference: handing the chargers'
-events to subscribers that do not want them), and the rest of the CPU over the measurement (until the last push
+again once they have subscribed (the difference: handing the chargers' events
+to subscribers that do not want them) and after the events, and the rest of the CPU over the measurement (until the last push
 arrived) is given per event, a figure that survives a shared machine better than
 the latencies. --profile-seconds S runs py-spy on the server
 for S seconds from the first MeterValues (raw collapsed stacks to
@@ -196,17 +196,20 @@ def main() -> None:
         arrivals = [item for _ in processes for item in results.get(timeout=300)]
         cpu = proc_cpu_seconds(server.pid) - cpu_before
         wall = time.monotonic() - wall_before
-        figures = background.end()
+        closed_at = time.monotonic()
+        after_rate = server_cpu_rate(server.pid, args.baseline_seconds) if background.count else 0.0
+        figures = background.end(closed_at)
         for process in processes:
             process.join(30)
         if profiler is not None:
             profiler.wait(args.profile_seconds + 60)
         report(args, sent, arrivals, cpu, wall, server, boot)
         if background.count:
-            push_cpu = cpu - background_rate * wall
+            push_cpu = cpu - (background_rate + after_rate) / 2 * wall
             print(f"server CPU of the background load: {100 * alone_rate:.0f}% of a core before the mobiles "
-                  f"connected, {100 * background_rate:.0f}% with them subscribed (idle), each over "
-                  f"{args.baseline_seconds:.0f} s; the rest of the measurement's, {push_cpu:.1f} s, is "
+                  f"connected, {100 * background_rate:.0f}% with them subscribed (idle), {100 * after_rate:.0f}% "
+                  f"after the events (the mobiles closing), each over {args.baseline_seconds:.0f} s; the rest of the "
+                  f"measurement's, {push_cpu:.1f} s (the mean of the last two taken off), is "
                   f"{1000 * push_cpu / args.events:.1f} ms per event ({args.mobiles} pushes each)")
         else:
             print(f"server CPU {1000 * cpu / args.events:.1f} ms per event ({args.mobiles} pushes each)")
