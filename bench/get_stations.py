@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import websockets  # noqa: E402
 from _chargers import BackgroundChargers, describe, server_cpu_rate, start_profiler  # noqa: E402
-from _support import ROOT, Server, cpu_set, percentile, proc_cpu_seconds, raise_nofile  # noqa: E402
+from _support import ROOT, Server, cpu_set, percentile, proc_cpu_seconds, raise_nofile, stderr_digest  # noqa: E402
 
 API_KEY = "bench-stations-key"
 
@@ -149,6 +149,8 @@ def main() -> None:
             f"{100 * after_rate:.0f}% of a core, read over the {args.baseline_seconds:.0f} s before and after)"
             if background.count else ""))
         print(describe(figures))
+        for line in stderr_digest(server.stderr_text(), 5):
+            print(f"server stderr: {line}")
         print("(the machine may be shared: read wall-clock figures with the load average "
               f"{os.getloadavg()[0]:.1f} in mind)")
     finally:
