@@ -410,7 +410,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "line": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"},
+        "line": {"()": "csms.logs.LineFormatter", "format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"},
     },
     "filters": {"bounded": {"()": "csms.logs.BoundedRecords", "limit": LOG_MAX_RECORD}},
     "handlers": {

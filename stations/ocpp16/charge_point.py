@@ -156,7 +156,7 @@ def result_payload(result: Any) -> Any:
     try:
         return _camel(result)
     except _Unusual:
-        return result_payload(result)
+        return snake_to_camel_case(remove_nones(serialize_as_dict(result)))
 
 
 _takes_unique_id: dict[Any, bool] = {}
