@@ -7,7 +7,8 @@ one after another per connection; reports the round trip as a client sees it
 (request sent -> full reply received and parsed) and the reply size.
 
 The server is pinned to --server-cpus (taskset) and the clients and background
-chargers to --client-cpus ('' = unpinned).
+chargers to --client-cpus ('' = unpinned). --server-env K=V adds to the
+server's environment.
 
 --background-chargers N (default 0: none) adds N raw OCPP-J chargers
 (bench/_chargers.py) that connect and boot before the measurement, then send
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--requests", type=int, default=300, help="per client")
     parser.add_argument("--database-url", help="PostgreSQL URL of a throwaway database whose name contains 'bench'")
+    parser.add_argument("--server-env", action="append", default=[], metavar="K=V",
+                        help="add to the server's environment (e.g. PYTHONPATH of a sitecustomize to try a patch)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list for the server ('' = unpinned)")
     parser.add_argument("--client-cpus", default="1", help="CPU list for every client process ('' = unpinned)")
     parser.add_argument("--background-chargers", type=int, default=0,
@@ -102,7 +105,7 @@ def main() -> None:
     if args.client_cpus:
         os.sched_setaffinity(0, cpu_set(args.client_cpus))  # the client processes inherit it
     server = Server(database_url=args.database_url, cpus=args.server_cpus or None,
-                    env={"MOBILE_WS_RATE_LIMIT": "100000/1", "MOBILE_IDLE_TIMEOUT": "3600"})
+                    env={"MOBILE_WS_RATE_LIMIT": "100000/1", "MOBILE_IDLE_TIMEOUT": "3600", **dict(item.split("=", 1) for item in args.server_env)})
     background = None
     try:
         server.start()

@@ -12,6 +12,7 @@ comparable across processes). The mobile connections are spread over
 The server is pinned to --server-cpus (taskset) and everything else (this
 process, the mobile client processes, the background chargers) to
 --client-cpus, so that they do not compete for one core ('' = unpinned).
+--server-env K=V adds to the server's environment.
 
 --background-chargers N (default 0: none) adds N raw OCPP-J chargers
 (bench/_chargers.py) that connect and boot before the mobile connections
@@ -139,6 +140,8 @@ def main() -> None:
     parser.add_argument("--endpoint", default="/ws", choices=["/ws", "/mobile-client"])
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--database-url", help="PostgreSQL URL of a throwaway database whose name contains 'bench'")
+    parser.add_argument("--server-env", action="append", default=[], metavar="K=V",
+                        help="add to the server's environment (e.g. PYTHONPATH of a sitecustomize to try a patch)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list for the server ('' = unpinned)")
     parser.add_argument("--client-cpus", default="1", help="CPU list for every client process ('' = unpinned)")
     parser.add_argument("--background-chargers", type=int, default=0,
@@ -156,7 +159,7 @@ def main() -> None:
 
     server = Server(database_url=args.database_url, cpus=args.server_cpus or None,
                     env={"MOBILE_WS_RATE_LIMIT": "100000/1", "MOBILE_CLIENT_RATE_LIMIT": "100000/1",
-                         "MOBILE_IDLE_TIMEOUT": "3600"})
+                         "MOBILE_IDLE_TIMEOUT": "3600", **dict(item.split("=", 1) for item in args.server_env)})
     background = None
     try:
         server.start()
