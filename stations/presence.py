@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -121,7 +121,7 @@ class Presence:
         """A connection was cancelled while being marked online: forget it and mark the
         station offline once that database work (queued in the ORM thread before this) is done."""
         self.discard(channel_name)
-        self._mark_offline_later(station_id, channel_name)
+        self._in_background(call_service(services.station_disconnected, station_id, channel_name))
 
     async def vouch(self) -> None:
         """Refresh this process's row; fence if another process declared it dead."""
@@ -148,26 +148,27 @@ class Presence:
         prefix = await self._own_prefix()
         for station_id, channel_name in await _off_orm_thread(self._sweeping, services.stations_on_channels, prefix):
             if channel_name not in self._live and channel_name not in self._repairing:
-                log.warning("[OCPP:presence] station=%s marked online without a socket here: offline", station_id)
-                self._repair(station_id, channel_name)
+                self._repairing.add(channel_name)
+                self._in_background(self._repair(station_id, channel_name))
         for name in await _off_orm_thread(self._sweeping, services.release_dead_processes, prefix):
             metrics.processes_declared_dead.inc()
             log.warning("[OCPP:presence] server process %s declared dead: its stations are offline", name)
 
-    def _repair(self, station_id: str, channel_name: str) -> None:
-        # Queued in the ORM thread, not awaited (the sweep goes on). There it
-        # comes behind the write a closing socket's consumer queued once it
-        # left ``_live``, which keeps the station's real last activity and
-        # makes this one a no-op.
-        self._repairing.add(channel_name)
-        task = self._mark_offline_later(station_id, channel_name)
-        task.add_done_callback(lambda _: self._repairing.discard(channel_name))
+    async def _repair(self, station_id: str, channel_name: str) -> None:
+        # In the ORM thread, and not awaited by the sweep. There it comes behind
+        # the write a closing socket's consumer queued once it left ``_live``:
+        # that write keeps the station's real last activity, and this one then
+        # finds nothing to do, so it is logged only if it did something.
+        try:
+            if await call_service(services.station_disconnected, station_id, channel_name):
+                log.warning("[OCPP:presence] station=%s marked online without a socket here: offline", station_id)
+        finally:
+            self._repairing.discard(channel_name)
 
-    def _mark_offline_later(self, station_id: str, channel_name: str) -> asyncio.Task:
-        task = asyncio.ensure_future(call_service(services.station_disconnected, station_id, channel_name))
+    def _in_background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
-        return task
 
     async def _own_prefix(self) -> str:
         return channel_prefix(await get_channel_layer().new_channel())
