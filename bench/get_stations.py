@@ -20,8 +20,9 @@ stations of their own (BG00000...), so getStations lists --stations + N of them;
 with --background-among-stations they are the first N filled stations instead
 (N <= --stations), so the list stays at --stations. The server's CPU per
 getStations is given with the background load's own CPU (read for
---baseline-seconds, 5, just before and just after the requests) taken off: a figure that
-survives a shared machine better than the round trips. --profile-seconds S runs
+--baseline-seconds, 5, just before and just after the requests) taken off;
+it holds only if the server got all the CPU it asked for (on a shared machine
+it may not: then it comes out too small, even negative). --profile-seconds S runs
 py-spy on the server for S seconds from the start of the measurement.
 
 Run from the repository root:

@@ -24,8 +24,9 @@ trip p99 over the measured window, and the server's CPU is split: the background
 load's own share is read for --baseline-seconds (5) before the mobiles connect
 again once they have subscribed (the difference: handing the chargers' events
 to subscribers that do not want them) and after the events, and the rest of the CPU over the measurement (until the last push
-arrived) is given per event, a figure that survives a shared machine better than
-the latencies. --profile-seconds S runs py-spy on the server
+arrived) is given per event. That split holds only if the server got all the
+CPU it asked for (on a shared machine it may not: then the push share comes out
+too small, even negative, and the latencies grow with a backlog). --profile-seconds S runs py-spy on the server
 for S seconds from the first MeterValues (raw collapsed stacks to
 --profile-out).
 
