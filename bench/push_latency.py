@@ -18,17 +18,18 @@ process, the mobile client processes, the background chargers) to
 (bench/_chargers.py) that connect and boot before the mobile connections
 subscribe, then send one call every --background-interval s (default 10),
 alternating Heartbeat and MeterValues, before and during the measurement: the
-push figure is then "measured while N chargers send their load". The output
-adds their achieved call rate against the nominal N / interval and their round
-trip p99 over the measured window, and the server's CPU is split: the background
-load's own share is read for --baseline-seconds (5) before the mobiles connect
-again once they have subscribed (the difference: handing the chargers' events
-to subscribers that do not want them) and after the events, and the rest of the CPU over the measurement (until the last push
-arrived) is given per event. That split holds only if the server got all the
-CPU it asked for (on a shared machine it may not: then the push share comes out
-too small, even negative, and the latencies grow with a backlog). --profile-seconds S runs py-spy on the server
-for S seconds from the first MeterValues (raw collapsed stacks to
---profile-out).
+push figure is then "measured while N chargers send their load". The output adds
+their achieved call rate against the nominal N / interval and their round trip
+p99 over the measured window, and the server's CPU is split: the background
+load's own share is read for --baseline-seconds (5) before the mobiles connect,
+again once they have subscribed (the difference: handing the chargers' events to
+subscribers that do not want them) and after the events, and the rest of the CPU
+over the measurement (until the last push arrived) is given per event. That
+split holds only if the server got all the CPU it asked for (on a shared machine
+it may not: then the push share comes out too small, even negative, and the
+latencies grow with a backlog). --profile-seconds S runs py-spy on the server
+for S seconds from the first MeterValues (raw collapsed stacks to --profile-
+out).
 
 Run from the repository root:
     .venv/bin/python bench/push_latency.py --mobiles 1000 --events 100
