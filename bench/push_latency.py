@@ -28,8 +28,8 @@ over the measurement (until the last push arrived) is given per event. That
 split holds only if the server got all the CPU it asked for (on a shared machine
 it may not: then the push share comes out too small, even negative, and the
 latencies grow with a backlog). --profile-seconds S runs py-spy on the server
-for S seconds from the first MeterValues (raw collapsed stacks to --profile-
-out).
+for S seconds from the first MeterValues (raw collapsed stacks to
+--profile-out).
 
 Run from the repository root:
     .venv/bin/python bench/push_latency.py --mobiles 1000 --events 100
