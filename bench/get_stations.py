@@ -17,13 +17,13 @@ MeterValues, before and during it: the round trip is then "measured while N
 chargers send their load"; the output adds their achieved call rate against the
 nominal N / interval and their round trip p99 over the measured window. They are
 stations of their own (BG00000...), so getStations lists --stations + N of them;
-with --background-among-stations they are the first N filled stations instead (N
-<= --stations), so the list stays at --stations. The server's CPU per
-getStations is given with the background load's own CPU (read for --baseline-
-seconds, 5, just before and just after the requests) taken off; it holds only if
-the server got all the CPU it asked for (on a shared machine it may not: then it
-comes out too small, even negative). --profile-seconds S runs py-spy on the
-server for S seconds from the start of the measurement.
+with --background-among-stations they are the first N filled stations instead
+(N <= --stations), so the list stays at --stations. The server's CPU per
+getStations is given with the background load's own CPU (read for
+--baseline-seconds, 5, just before and just after the requests) taken off; it
+holds only if the server got all the CPU it asked for (on a shared machine it
+may not: then it comes out too small, even negative). --profile-seconds S runs
+py-spy on the server for S seconds from the start of the measurement.
 
 Run from the repository root:
     .venv/bin/python bench/get_stations.py --stations 1000 --connectors 4 --requests 300
