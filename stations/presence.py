@@ -50,9 +50,9 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from csms import metrics
+from csms import groupcommit, metrics
 from csms.consumers import Periodic
-from csms.events import EventMessage, call_service, collecting, publish
+from csms.events import EventMessage, collecting, publish
 from csms.runtime import PROCESS_NAME
 from stations import services
 
@@ -121,7 +121,8 @@ class Presence:
         """A connection was cancelled while being marked online: forget it and mark the
         station offline once that database work (queued in the ORM thread before this) is done."""
         self.discard(channel_name)
-        self._in_background(call_service(services.station_disconnected, station_id, channel_name))
+        # Through the group commit, as the consumer's own writes: after the online write it queued.
+        self._in_background(groupcommit.call(services.station_disconnected, station_id, channel_name))
 
     async def vouch(self) -> None:
         """Refresh this process's row; fence if another process declared it dead."""
@@ -155,12 +156,12 @@ class Presence:
             log.warning("[OCPP:presence] server process %s declared dead: its stations are offline", name)
 
     async def _repair(self, station_id: str, channel_name: str) -> None:
-        # In the ORM thread, and not awaited by the sweep. There it comes behind
-        # the write a closing socket's consumer queued once it left ``_live``:
+        # In the group commit (as the consumers' writes), not awaited by the sweep. There it
+        # comes behind the write a closing socket's consumer queued once it left ``_live``:
         # that write keeps the station's real last activity, and this one then
         # finds nothing to do, so it is logged only if it did something.
         try:
-            if await call_service(services.station_disconnected, station_id, channel_name):
+            if await groupcommit.call(services.station_disconnected, station_id, channel_name):
                 log.warning("[OCPP:presence] station=%s marked online without a socket here: offline", station_id)
         finally:
             self._repairing.discard(channel_name)
