@@ -80,6 +80,7 @@ from typing import Any
 from django.conf import settings
 
 from csms import metrics
+from csms.queues import InputQueue
 
 log = logging.getLogger("csms.server")
 
@@ -247,78 +248,6 @@ def _patch_websocket_protocol(cls: type) -> None:
 
 
 # --- 5. A lean input queue ---------------------------------------------------------------------
-
-
-class InputQueue:
-    """What daphne needs of ``asyncio.Queue`` (``put_nowait``, ``get``), without its four deques.
-
-    Unbounded, first in first out, as daphne's ``asyncio.Queue()``. Items sit in
-    a list read from ``_head`` (compacted as it is read), so a flood of frames
-    the application reads slowly costs O(1) per item. A ``get`` cancelled after
-    an item was promised to it passes the wake-up on, as asyncio's does.
-    """
-
-    __slots__ = ("_items", "_head", "_waiters")
-
-    def __init__(self) -> None:
-        self._items: list[Any] = []
-        self._head = 0
-        self._waiters: list[asyncio.Future] | None = None  # most connections: one reader at a time
-
-    def qsize(self) -> int:
-        return len(self._items) - self._head
-
-    def empty(self) -> bool:
-        return self._head >= len(self._items)
-
-    def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
-        self._wake_one()
-
-    def get_nowait(self) -> Any:
-        items, head = self._items, self._head
-        if head >= len(items):
-            raise asyncio.QueueEmpty
-        item = items[head]
-        head += 1
-        if head == len(items):
-            items.clear()
-            head = 0
-        elif head >= 64 and 2 * head >= len(items):
-            del items[:head]
-            head = 0
-        self._head = head
-        return item
-
-    async def get(self) -> Any:
-        while self.empty():
-            waiter = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                self._forget(waiter)
-                if not self.empty():
-                    self._wake_one()  # a wake-up meant for this get goes to the next one
-                raise
-            self._forget(waiter)
-        return self.get_nowait()
-
-    def _forget(self, waiter: asyncio.Future) -> None:
-        waiters = self._waiters
-        if waiters is not None:
-            if waiter in waiters:
-                waiters.remove(waiter)
-            if not waiters:
-                self._waiters = None
-
-    def _wake_one(self) -> None:
-        for waiter in self._waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
 
 def _patch_server(cls: type) -> None:

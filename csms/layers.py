@@ -25,13 +25,16 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from copy import deepcopy
 from typing import Any
 
+from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer as ChannelsRedisChannelLayer
 from redis import exceptions as redis_errors
 
 from csms import metrics
+from csms.queues import ChannelQueue
 
 log = logging.getLogger("csms.layers")
 
@@ -49,11 +52,23 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
     async def new_channel(self, prefix: str = "specific") -> str:
         return f"{prefix}.inmemory-{self.client_prefix}!{secrets.token_hex(6)}"
 
-    def _queue(self, channel: str) -> asyncio.Queue:
+    def _queue(self, channel: str) -> ChannelQueue:
+        # A lean queue, not asyncio.Queue: one per connection waiting for a message
+        # (3.3 KB each empty, measured at 1,000 held chargers).
         queue = self.channels.get(channel)
         if queue is None:
-            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+            queue = self.channels[channel] = ChannelQueue(self.get_capacity(channel))
         return queue
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        # Channels' send, without the asyncio.Queue it builds (and drops) on every call.
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_channel_name(channel)
+        assert "__asgi_channel__" not in message
+        try:
+            self._queue(channel).put_nowait((time.time() + self.expiry, deepcopy(message)))
+        except asyncio.QueueFull:
+            raise ChannelFull(channel) from None
 
     async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel)
@@ -71,7 +86,19 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         if now < self._next_clean:
             return
         self._next_clean = now + self.clean_interval
-        super()._clean_expired()
+        # Channels' _clean_expired, reading the head of our queues.
+        wall = time.time()
+        for channel, queue in list(self.channels.items()):
+            while not queue.empty() and queue.first()[0] < wall:
+                queue.get_nowait()
+                self._remove_from_groups(channel)
+                if queue.empty():
+                    self.channels.pop(channel, None)
+        timeout = int(wall) - self.group_expiry
+        for channels in self.groups.values():
+            for name, joined in list(channels.items()):
+                if joined and joined < timeout:
+                    channels.pop(name, None)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "Message is not a dict"

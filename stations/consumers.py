@@ -73,11 +73,11 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
     charge_point: ocpp16.ChargePoint16 | None = None
     dropped_results = 0  # CALLRESULTs/CALLERRORs that answered no call of ours
     present = False  # marked online on this socket (and in this process's presence)
+    command_tasks: frozenset[asyncio.Task] | set[asyncio.Task] = frozenset()  # CSMS calls in flight
     frame: Any = None  # the last frame _check_frame parsed
 
     async def connect(self) -> None:
         self.station_id = unquote(self.scope["url_route"]["kwargs"]["station_id"])
-        self.command_tasks: set[asyncio.Task] = set()
         if not wire.is_station_id(self.station_id):  # e.g. /ocpp/%00: no row, no log line can hold it
             log.warning("[OCPP:connect] station=%s refused: not a valid identity", wire.excerpt(self.station_id, 64))
             self.station_id = ""
@@ -262,8 +262,11 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
         # message to this consumer, which Channels would not read until this
         # handler returns. Each command runs in its own task.
         task = asyncio.create_task(self._run_command(message))
-        self.command_tasks.add(task)
-        task.add_done_callback(self.command_tasks.discard)
+        tasks = self.__dict__.get("command_tasks")
+        if tasks is None:  # made on first use: most chargers never get a command
+            tasks = self.command_tasks = set()
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _run_command(self, message: dict[str, Any]) -> None:
         action = message["action"]

@@ -22,9 +22,11 @@ from ocpp.charge_point import (
 )
 from ocpp.exceptions import OCPPError, ProtocolError
 from ocpp.messages import Call, CallError, CallResult
+from ocpp.routing import create_route_map
 from ocpp.v16 import ChargePoint as BaseChargePoint
 from ocpp.v16 import call
 
+from csms.queues import InputQueue
 from stations.ocpp16.authorization import AuthorizationHandlers
 from stations.ocpp16.metering import MeteringHandlers
 from stations.ocpp16.provisioning import ProvisioningHandlers
@@ -180,12 +182,27 @@ def message_of(frame: list) -> Call | CallResult | CallError:
         raise ProtocolError(details={"cause": "Message is missing elements."}) from None
 
 
+_LIBRARY_LOG = _LibraryLog(log, {})
+
+
+@functools.cache
+def _class_routes(cls: type) -> dict:
+    """The library's route map of a ChargePoint class, its handlers as plain functions
+    (``ChargePoint16._handle_call`` passes the instance)."""
+    return create_route_map(cls)
+
+
 class ChargePoint16(
     ProvisioningHandlers, AuthorizationHandlers, TransactionHandlers, MeteringHandlers, BaseChargePoint
 ):
     def __init__(self, station_id: str, connection: Any, registration_status: str) -> None:
         # Calls are bounded by the command service's own deadline (asyncio.wait_for).
-        super().__init__(station_id, connection, response_timeout=3600, logger=_LibraryLog(log, {}))
+        super().__init__(station_id, connection, response_timeout=3600, logger=_LIBRARY_LOG)
+        # Per connection, the library keeps an asyncio.Queue (3.3 KB empty) and its own
+        # route map of bound methods (2.6 KB); one charger needs neither: a lean queue
+        # (the library only uses put_nowait and get) and one map per class.
+        self._response_queue = InputQueue()
+        self.route_map = _class_routes(type(self))
         self.station_id = station_id
         self.registration_status = registration_status
         self.call_in_flight: str | None = None  # unique id of our CALL awaiting its result
@@ -235,9 +252,9 @@ class ChargePoint16(
             _raise_key_error(msg.action, self._ocpp_version)
         try:
             if _wants_unique_id(handler):
-                response = handler(**snake_case_payload, call_unique_id=msg.unique_id)
+                response = handler(self, **snake_case_payload, call_unique_id=msg.unique_id)
             else:
-                response = handler(**snake_case_payload)
+                response = handler(self, **snake_case_payload)
             if inspect.isawaitable(response):
                 response = await response
         except Exception as error:
@@ -251,9 +268,9 @@ class ChargePoint16(
         after = handlers.get("_after_action")
         if after is not None:
             if _wants_unique_id(after):
-                response = after(**snake_case_payload, call_unique_id=msg.unique_id)
+                response = after(self, **snake_case_payload, call_unique_id=msg.unique_id)
             else:
-                response = after(**snake_case_payload)
+                response = after(self, **snake_case_payload)
             if inspect.isawaitable(response):
                 asyncio.ensure_future(response)
         return response
