@@ -694,12 +694,11 @@ def _lock_many_for_readings(keys: set[tuple[str, int]]) -> dict[tuple[str, int],
     newest = MeterSample.objects.filter(
         station_id=OuterRef("station_id"), connector_number=OuterRef("number")
     ).order_by("-timestamp")
-    match = Q()
-    for station_id, number in keys:
-        match |= Q(station_id=station_id, number=number)
+    # Every connector of these stations (a few each): an OR of (station, number) pairs
+    # cost more to build in the ORM than the query took to run.
     rows = (
         Connector.objects.select_for_update(of=("self",))
-        .filter(match)
+        .filter(station_id__in={station_id for station_id, _ in keys})
         .order_by("id")  # one lock order for every writer
         .annotate(
             newest_at=Subquery(newest.values("timestamp")[:1]),
@@ -711,6 +710,8 @@ def _lock_many_for_readings(keys: set[tuple[str, int]]) -> dict[tuple[str, int],
     )
     locked = {}
     for station_id, number, pk, tx_pk, meter_start, started_at, newest_at, newest_tx, newest_wh in rows:
+        if (station_id, number) not in keys:
+            continue
         session = _Session(tx_pk, meter_start, started_at) if tx_pk is not None else None
         stored = _Stored(newest_at, newest_tx, newest_wh) if newest_at is not None else None
         locked[(station_id, number)] = (pk, session, stored)
