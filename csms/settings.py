@@ -311,7 +311,7 @@ PORT = env_int("PORT", 8081)
 # WS_HANDSHAKE_QUEUE_MS waiting for a slot), rather than queued past the
 # server's handshake timeout (daphne drops a handshake after
 # 5 s). 0: no limit. Sizing: docs/operations.md, "Connection storms".
-WS_MAX_PENDING_HANDSHAKES = env_int("WS_MAX_PENDING_HANDSHAKES", 100)
+WS_MAX_PENDING_HANDSHAKES = env_int("WS_MAX_PENDING_HANDSHAKES", 1000)
 # That 503's Retry-After, in seconds: spread over [this, twice this] so that
 # clients obeying it exactly do not all come back at the same moment.
 WS_HANDSHAKE_RETRY_AFTER = env_int("WS_HANDSHAKE_RETRY_AFTER", 5)
