@@ -132,3 +132,47 @@ async def test_chargers_sending_at_once_share_transactions_and_every_reading_is_
     assert await MeterSample.objects.filter(station__id__startswith="gcs").acount() == stored
     assert await Event.objects.filter(kind="meter.update").acount() == stored
     await _seqs_are_contiguous()
+
+
+async def test_handshakes_at_once_are_decided_together_each_by_its_own_rule(server, settings):
+    """30 unknown stations and two with passwords (one given wrong) open their sockets at the
+    same moment: each gets its own answer, the unknown ones are registered once each."""
+    from stations import services
+    from stations.models import Station
+    from stations.simulator import connect
+
+    settings.OCPP_UNKNOWN_STATIONS = "accept"
+    await Station.objects.acreate(pk="gcpw1")
+    await Station.objects.acreate(pk="gcpw2")
+    await groupcommit.call(services.set_station_password, "gcpw1", "right-password-1")
+    await groupcommit.call(services.set_station_password, "gcpw2", "right-password-2")
+    before_count, before_sum = _metric("csms_group_commit_messages_count"), _metric("csms_group_commit_messages_sum")
+    opened = await asyncio.gather(
+        *(connect(f"{server}/ocpp", f"gcn{i}") for i in range(30)),
+        connect(f"{server}/ocpp", "gcpw1", "right-password-1"),
+        connect(f"{server}/ocpp", "gcpw2", "wrong-password"),
+        return_exceptions=True,
+    )
+    try:
+        assert all(not isinstance(ws, BaseException) for ws in opened[:31]), opened
+        assert isinstance(opened[31], websockets.InvalidStatus) and opened[31].response.status_code == 403
+
+        async def online() -> int:
+            return await Station.objects.filter(is_online=True).acount()
+        assert await _eventually_equal(online, 31)
+        jobs = _metric("csms_group_commit_messages_sum") - before_sum
+        batches = _metric("csms_group_commit_messages_count") - before_count
+        assert batches < jobs / 2, f"{jobs} connect checks and online writes took {batches} transactions"
+        assert await Station.objects.filter(pk__startswith="gcn").acount() == 30
+        assert await Event.objects.filter(kind="station.connected").acount() == 31
+        await _seqs_are_contiguous()
+    finally:
+        await asyncio.gather(*(ws.close() for ws in opened[:31] if not isinstance(ws, BaseException)))
+
+
+async def _eventually_equal(check, expected, timeout: float = 10.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (value := await check()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"{value} != {expected}"
+        await asyncio.sleep(0.05)
+    return True
