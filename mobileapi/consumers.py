@@ -27,7 +27,7 @@ from csms.tls import is_secure
 from mobileapi import messages, services
 from mobileapi.dialects import Dialect
 from mobileapi.errors import ApiError, BadRequest, Forbidden, RateLimited, TooLarge, Unauthorized
-from mobileapi.hub import hub
+from mobileapi.hub import OWN_KINDS, hub
 from mobileapi.ratelimit import TokenBucket
 from mobileapi.registry import ACTIONS, ActionSpec
 from mobileapi.sessions import watcher
@@ -43,7 +43,6 @@ CLOSE_ENDED = 4004  # an operator ended the session in the admin
 # correlationId), subscribed or not: the /ws reply is only "pending", the outcome
 # is an event. Not for what other connections of the same key issued: those get
 # exactly what their subscriptions ask for.
-OWN_KINDS = frozenset({"remote.start.result", "remote.stop.result", "transaction.started", "transaction.stopped"})
 # correlationIds a connection remembers (its newest commands): far more than it can
 # have in flight, bounded so a long-lived connection does not grow.
 ISSUED_LIMIT = 256
@@ -105,6 +104,7 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
             # Another key's subscriptions do not carry over; the same key's do,
             # so re-auth after session.expired resumes the pushes.
             self.subscriptions.clear()
+            hub.reindex(self)
         self.key, self.expired_key_id = key, None
         self.session_id = f"sess-{int(time.time() * 1000)}"
         self.authenticated_at = time.monotonic()
@@ -240,14 +240,25 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
     # --- Subscriptions and pushes -------------------------------------------------------
 
     def subscribe(self, station_id: str | None, patterns: list[str]) -> Subscription:
-        return self.subscriptions.add(station_id, patterns)
+        subscription = self.subscriptions.add(station_id, patterns)
+        hub.reindex(self)
+        return subscription
 
     def unsubscribe(self, subscription_id: str) -> bool:
-        return self.subscriptions.remove(subscription_id)
+        removed = self.subscriptions.remove(subscription_id)
+        hub.reindex(self)
+        return removed
+
+    def interest(self) -> tuple[frozenset[str | None], bool]:
+        """What the push hub offers this connection: its subscriptions' stations, its commands' outcomes."""
+        return self.subscriptions.stations(), bool(self.issued)
 
     def issued_command(self, correlation_id: str) -> None:
         """Remember a command this connection sent: its outcome events come here."""
+        first = not self.issued
         self.issued[correlation_id] = None
+        if first:
+            hub.reindex(self)
         if len(self.issued) > ISSUED_LIMIT:
             del self.issued[next(iter(self.issued))]
 

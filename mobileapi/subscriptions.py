@@ -74,6 +74,10 @@ class Subscriptions:
     def clear(self) -> None:
         self._by_id.clear()
 
+    def stations(self) -> frozenset[str | None]:
+        """The stations subscribed to (None: a subscription to every station)."""
+        return frozenset(s.station_id for s in self._by_id.values())
+
     def wants(self, event: EventMessage, dialect_name: str) -> bool:
         names = (dialect_name, event["kind"])
         return any(s.matches(names, event["stationId"]) for s in self._by_id.values())

@@ -226,3 +226,34 @@ async def test_one_failing_connection_does_not_cost_the_others_the_event():
     hub.listeners.update({Broken(), Working(), Broken()})
     await hub.fan_out({"seq": 7, "eventId": "evt-1-7", "kind": "meter.update"})
     assert received == [7]
+
+
+async def test_the_hub_offers_an_event_only_to_those_subscribed_to_its_station_or_its_command():
+    """With 2,000 chargers' meter values and 1,000 apps watching one station, offering every
+    event to every connection cost 27 % of the event loop: the hub indexes who may want what."""
+    from mobileapi.hub import PushHub
+
+    offered: dict[str, list[int]] = {}
+
+    class App:
+        def __init__(self, name, stations, commander=False):
+            self.name, self.stations, self.commander = name, frozenset(stations), commander
+            offered[name] = []
+
+        def interest(self):
+            return self.stations, self.commander
+
+        async def push(self, event):
+            offered[self.name].append(event["seq"])
+            return True
+
+    hub = PushHub()
+    for app in (App("watches-a", {"A"}), App("watches-all", {None}), App("watches-b", {"B"}),
+                App("issued-a-command", set(), commander=True), App("nothing", set())):
+        hub.listeners.add(app)
+        hub.reindex(app)
+    await hub.fan_out({"seq": 1, "eventId": "evt-1-1", "kind": "meter.update", "stationId": "A", "data": {}})
+    await hub.fan_out({"seq": 2, "eventId": "evt-1-2", "kind": "remote.start.result", "stationId": "C",
+                       "data": {"correlationId": "corr-1"}})
+    assert offered == {"watches-a": [1], "watches-all": [1, 2], "watches-b": [], "issued-a-command": [2],
+                       "nothing": []}
