@@ -454,7 +454,35 @@ def install() -> None:
     _patch_http_factory(HTTPFactory)
     _patch_cli_endpoints(cli)
     _plain_autobahn_debug_arguments()
+    _write_now_when_nothing_waits()
     _installed = True
+
+
+def _write_now_when_nothing_waits() -> None:
+    """A plain TCP connection with nothing queued sends at once, as asyncio's own transports do.
+
+    Twisted queues every write and sends it on the next loop turn (``add_writer``, then
+    ``doWrite``, then ``remove_writer``: two epoll_ctl calls per message). Pushing one event
+    to 1,000 apps, that cost 28 % of the CPU per event (h6push, interleaved runs: 46.7-48.4
+    to 32.9-36.6 ms). What the socket does not take now is queued as before, so order, the
+    producer's flow control and the slow-reader bound (``queued_bytes``) are unchanged; TLS
+    connections (their own write path) and anything unusual keep Twisted's write.
+    """
+    from twisted.internet import abstract, tcp
+
+    queued_write = abstract.FileDescriptor.write
+
+    def write(self: Any, data: Any) -> None:
+        if (type(data) is bytes and data and isinstance(self, tcp.Connection) and not getattr(self, "TLS", False)
+                and self.connected and not self.disconnecting and not queued_bytes(self)):
+            sent = self.writeSomeData(data)
+            if type(sent) is int and sent >= 0:  # else an error: queued, and found by doWrite
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        queued_write(self, data)
+
+    abstract.FileDescriptor.write = write
 
 
 def _plain_autobahn_debug_arguments() -> None:

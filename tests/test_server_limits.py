@@ -7,6 +7,7 @@ lean input queue per connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import http.client
 import os
 import shutil
@@ -19,7 +20,7 @@ import pytest
 import websockets
 
 from csms.daphne_support import InputQueue, install
-from tests.conftest import DAPHNE_ARGS
+from tests.conftest import DAPHNE_ARGS, http_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -193,3 +194,34 @@ async def test_half_open_connections_are_dropped_within_the_header_timeout(daphn
     keep_alive.close()
     for sock in (s for sockets in half_open.values() for s in sockets):
         sock.close()
+
+
+async def test_replies_larger_than_the_socket_takes_at_once_arrive_whole_and_in_order(daphne_process, keys):
+    """Writes go to the socket at once when nothing is queued (csms/daphne_support.py); what the
+    kernel does not take is queued as before. A client reading slowly still gets every byte, in order."""
+    import hashlib
+
+    from stations.models import Station
+
+    await Station.objects.abulk_create([Station(pk=f"big{i:05d}", vendor="V" * 40) for i in range(3000)])
+    url, _ = daphne_process({"MOBILE_WS_RATE_LIMIT": "1000/1"})
+    # A small receive buffer: the server's socket takes part of each reply and queues the rest.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    sock.setblocking(False)
+    async with websockets.connect(f"{url}/ws", max_size=None, sock=sock) as ws:
+        await ws.send(json.dumps({"id": "a", "action": "auth", "params": {"apiKey": keys["full"]}}))
+        assert "result" in json.loads(await ws.recv())
+        for n in range(3):
+            await ws.send(json.dumps({"id": f"s{n}", "action": "getStations", "params": {}}))
+        await asyncio.sleep(1)  # the replies (about 1 MB each) pile up unread
+        digests = set()
+        for n in range(3):
+            text = await asyncio.wait_for(ws.recv(), 20)
+            reply = json.loads(text)
+            assert reply["id"] == f"s{n}" and len(reply["result"]) == 3000
+            digests.add(hashlib.sha256(json.dumps(reply["result"], sort_keys=True).encode()).hexdigest())
+        assert len(digests) == 1 and len(text) > 300_000
+    status, body = await http_json(url, "GET", "/api/openapi.json")
+    assert status == 200 and body["openapi"]
