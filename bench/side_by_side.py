@@ -7,7 +7,7 @@ What it does
                --postgres-url's server, created, migrated and dropped by the script)
     uvicorn    the CSMS on uvicorn + PostgreSQL (only with --uvicorn)
     reference  the bare ``ocpp`` 2.1 library on ``websockets``, no database (bench/reference_ocpp.py)
-  it starts the server (bench/_support.Server: LOG_LEVEL=WARNING, OCPP_UNKNOWN_STATIONS=accept,
+  it starts the server (bench/_support.Server with LOG_LEVEL=INFO, the development default; OCPP_UNKNOWN_STATIONS=accept,
   DJANGO_DEBUG=false, in-memory channel layer) pinned to --server-cpus with taskset, and a load
   generator process pinned to --client-cpus, and runs the scenarios below on that server.
   storm-known runs on a fresh server process on the same database (as after a deploy or a crash;
@@ -74,6 +74,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _profile  # noqa: E402
 from _support import (  # noqa: E402
     Server,
     cpu_set,
@@ -88,6 +89,7 @@ from _support import (  # noqa: E402
 )
 
 SCENARIOS = ("burst", "storm-new", "storm-known")
+RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {
     "postgres": {"title": "CSMS daphne + PostgreSQL", "asgi": "daphne", "postgres": True},
     "sqlite": {"title": "CSMS daphne + SQLite", "asgi": "daphne", "postgres": False},
@@ -520,6 +522,8 @@ def run_burst(server: Server, backends: Backends, target: str, args) -> dict:
         wait_event(events["open"], args.warmup + 30, "the measured window", process)
         before = (time.monotonic(), proc_cpu_seconds(server.pid), backends.snapshot(), proc_cpu_seconds(process.pid),
                   system_cpu())
+        profile_path = RESULTS / f"profile-{target}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.raw"
+        profiler = _profile.record(server.pid, args.duration - 1, profile_path) if args.profile else None
         wait_event(events["close"], args.duration + 30, "the end of the window", process)
         after = (time.monotonic(), proc_cpu_seconds(server.pid), backends.snapshot(), proc_cpu_seconds(process.pid),
                  system_cpu())
@@ -527,6 +531,11 @@ def run_burst(server: Server, backends: Backends, target: str, args) -> dict:
         process.terminate()
         return {"error": str(error)}
     result = finish_generator(process, results, args.call_timeout + 60)
+    if profiler is not None:
+        profiler.wait(30)
+        if profile_path.exists():
+            print(f"   py-spy profile of the server during the window ({profile_path}):\n"
+                  + _profile.top(profile_path, 30), flush=True)
     if "error" in result:
         return result
     counts = result["counts"]
@@ -670,7 +679,9 @@ def relaunch(server: Server) -> None:
 def run_target(target: str, scenarios: list[str], args, run_index: int) -> dict:
     spec = TARGETS[target]
     database_url = f"{args.postgres_url.rstrip('/')}/csms_bench_sbs_{os.getpid()}" if spec["postgres"] else None
-    env = {"OCPP_HEARTBEAT_INTERVAL": str(max(1, int(args.storm_interval)))}
+    # The development default's log level (INFO: a line per OCPP message), as issue 12 measured;
+    # --server-env LOG_LEVEL=WARNING for a production-like figure.
+    env = {"OCPP_HEARTBEAT_INTERVAL": str(max(1, int(args.storm_interval))), "LOG_LEVEL": "INFO"}
     env.update(item.split("=", 1) for item in args.server_env)
     server = Server(database_url=database_url, env=env, cpus=args.server_cpus or None, asgi_server=spec["asgi"],
                     backlog=args.backlog)
@@ -873,6 +884,8 @@ def main() -> None:
     parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432",
                         help="PostgreSQL server for the throwaway csms_bench_sbs_<pid> databases")
     parser.add_argument("--server-env", action="append", default=[], metavar="K=V", help="server environment")
+    parser.add_argument("--profile", action="store_true",
+                        help="burst: record the server with py-spy during the window and print its top functions")
     parser.add_argument("--backlog", type=int, default=None, help="daphne's listen backlog (default: daphne's)")
     parser.add_argument("--json", default=None, help="raw results file (default bench/results/side_by_side-<time>.json)")
     args = parser.parse_args()
