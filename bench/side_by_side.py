@@ -684,7 +684,8 @@ def run_target(target: str, scenarios: list[str], args, run_index: int) -> dict:
     env = {"OCPP_HEARTBEAT_INTERVAL": str(max(1, int(args.storm_interval))), "LOG_LEVEL": "INFO"}
     env.update(item.split("=", 1) for item in args.server_env)
     server = Server(database_url=database_url, env=env, cpus=args.server_cpus or None, asgi_server=spec["asgi"],
-                    backlog=args.backlog)
+                    backlog=args.backlog, root=Path(args.server_root) if args.server_root and target != REFERENCE
+                    else None)
     backends = Backends(database_url)
     out: dict = {"target": target, "run": run_index, "scenarios": {}, "stderr": []}
     print(f"## run {run_index} · {target}: {spec['title']}", flush=True)
@@ -884,6 +885,8 @@ def main() -> None:
     parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432",
                         help="PostgreSQL server for the throwaway csms_bench_sbs_<pid> databases")
     parser.add_argument("--server-env", action="append", default=[], metavar="K=V", help="server environment")
+    parser.add_argument("--server-root", default=None,
+                        help="serve the CSMS from this checkout (e.g. a worktree of the code before a change)")
     parser.add_argument("--profile", action="store_true",
                         help="burst: record the server with py-spy during the window and print its top functions")
     parser.add_argument("--backlog", type=int, default=None, help="daphne's listen backlog (default: daphne's)")
