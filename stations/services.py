@@ -4,7 +4,9 @@ The OCPP consumer, the mobile API, the admin and management commands all call
 these functions; nothing else writes stations, connectors, transactions or
 meter samples. They are synchronous and run in the ORM thread: async callers
 use ``csms.events.call_service``, which also pushes the events they record
-once their transaction commits.
+once their transaction commits, and the OCPP consumer ``csms.groupcommit.call``,
+which runs the calls of many charger messages in one transaction (a function
+with a ``many`` attribute takes all of a batch's calls of it at once).
 """
 
 from __future__ import annotations
