@@ -7,8 +7,8 @@ lean input queue per connection.
 from __future__ import annotations
 
 import asyncio
-import json
 import http.client
+import json
 import os
 import shutil
 import socket
