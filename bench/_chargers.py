@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import os
 import random
 import subprocess
 import sys
@@ -35,7 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import cpu_set, percentile, proc_cpu_seconds, raise_nofile  # noqa: E402
+import _profile  # noqa: E402
+from _support import percentile, proc_cpu_seconds, run_generator  # noqa: E402
 from side_by_side import BOOT, Meter, close_key, failure_key, open_charger, rpc  # noqa: E402
 
 HANDSHAKES_IN_FLIGHT = 50
@@ -138,16 +138,7 @@ async def _run(cfg: dict, ready, stop) -> dict:
 
 
 def _process(cfg: dict, ready, stop, results) -> None:
-    if cfg["cpus"]:
-        os.sched_setaffinity(0, cpu_set(cfg["cpus"]))
-    raise_nofile()
-    try:
-        result = asyncio.run(_run(cfg, ready, stop))
-    except BaseException as error:  # noqa: BLE001 - the parent reports it
-        result = {"error": f"{type(error).__name__}: {error}"}
-    cpu = os.times()
-    result["cpu_s"] = cpu.user + cpu.system
-    results.put(result)
+    results.put(run_generator(cfg["cpus"], lambda: _run(cfg, ready, stop), "cpu_s"))
 
 
 class BackgroundChargers:
@@ -238,14 +229,22 @@ def describe(figures: dict) -> str:
     return text
 
 
+def add_arguments(parser) -> None:
+    """The options push_latency.py and get_stations.py share: where the server and the clients run, and the
+    background load."""
+    parser.add_argument("--server-env", action="append", default=[], metavar="K=V",
+                        help="add to the server's environment (e.g. PYTHONPATH of a sitecustomize to try a patch)")
+    parser.add_argument("--server-cpus", default="0", help="taskset CPU list for the server ('' = unpinned)")
+    parser.add_argument("--client-cpus", default="1", help="CPU list for every client process ('' = unpinned)")
+    parser.add_argument("--background-chargers", type=int, default=0,
+                        help="chargers sending their load before and during the measurement (bench/_chargers.py)")
+    parser.add_argument("--background-interval", type=float, default=10.0,
+                        help="seconds between two calls of one background charger")
+
+
 def start_profiler(pid: int, seconds: float, out: str) -> subprocess.Popen | None:
     """py-spy on the server for ``seconds`` (None when 0): raw collapsed stacks of every thread, 100 Hz."""
-    if not seconds:
-        return None
-    py_spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen([str(py_spy), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
-                             "-f", "raw", "-o", out, "--threads"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return _profile.record(pid, seconds, Path(out)) if seconds else None
 
 
 def server_cpu_rate(pid: int, seconds: float) -> float:

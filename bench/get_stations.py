@@ -45,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import websockets  # noqa: E402
-from _chargers import BackgroundChargers, describe, server_cpu_rate, start_profiler  # noqa: E402
+from _chargers import BackgroundChargers, add_arguments, describe, server_cpu_rate, start_profiler  # noqa: E402
 from _support import ROOT, Server, cpu_set, percentile, proc_cpu_seconds, raise_nofile, stderr_digest  # noqa: E402
 
 API_KEY = "bench-stations-key"
@@ -85,14 +85,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--requests", type=int, default=300, help="per client")
     parser.add_argument("--database-url", help="PostgreSQL URL of a throwaway database whose name contains 'bench'")
-    parser.add_argument("--server-env", action="append", default=[], metavar="K=V",
-                        help="add to the server's environment (e.g. PYTHONPATH of a sitecustomize to try a patch)")
-    parser.add_argument("--server-cpus", default="0", help="taskset CPU list for the server ('' = unpinned)")
-    parser.add_argument("--client-cpus", default="1", help="CPU list for every client process ('' = unpinned)")
-    parser.add_argument("--background-chargers", type=int, default=0,
-                        help="chargers sending their load before and during the measurement (bench/_chargers.py)")
-    parser.add_argument("--background-interval", type=float, default=10.0,
-                        help="seconds between two calls of one background charger")
+    add_arguments(parser)
     parser.add_argument("--background-among-stations", action="store_true",
                         help="the background chargers are the first N filled stations (not N more)")
     parser.add_argument("--baseline-seconds", type=float, default=5.0,

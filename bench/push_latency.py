@@ -52,7 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import websockets  # noqa: E402
-from _chargers import BackgroundChargers, describe, server_cpu_rate, start_profiler  # noqa: E402
+from _chargers import BackgroundChargers, add_arguments, describe, server_cpu_rate, start_profiler  # noqa: E402
 from _support import ROOT, Server, cpu_set, percentile, proc_cpu_seconds, proc_rss_kb, raise_nofile  # noqa: E402
 
 STATION = "bench01"
@@ -142,14 +142,7 @@ def main() -> None:
     parser.add_argument("--endpoint", default="/ws", choices=["/ws", "/mobile-client"])
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--database-url", help="PostgreSQL URL of a throwaway database whose name contains 'bench'")
-    parser.add_argument("--server-env", action="append", default=[], metavar="K=V",
-                        help="add to the server's environment (e.g. PYTHONPATH of a sitecustomize to try a patch)")
-    parser.add_argument("--server-cpus", default="0", help="taskset CPU list for the server ('' = unpinned)")
-    parser.add_argument("--client-cpus", default="1", help="CPU list for every client process ('' = unpinned)")
-    parser.add_argument("--background-chargers", type=int, default=0,
-                        help="chargers sending their load before and during the measurement (bench/_chargers.py)")
-    parser.add_argument("--background-interval", type=float, default=10.0,
-                        help="seconds between two calls of one background charger")
+    add_arguments(parser)
     parser.add_argument("--baseline-seconds", type=float, default=5.0,
                         help="server CPU of the background load alone is read this long before the events")
     parser.add_argument("--profile-seconds", type=float, default=0, help="py-spy the server this long (0: no)")

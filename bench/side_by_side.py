@@ -59,7 +59,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import gc
 import json
 import multiprocessing as mp
 import os
@@ -84,6 +83,7 @@ from _support import (  # noqa: E402
     proc_cpu_seconds,
     proc_rss_kb,
     raise_nofile,
+    run_generator,
     stderr_digest,
     system_cpu,
     tcp_listen_counters,
@@ -394,23 +394,8 @@ async def storm_generator(cfg: dict, counters, events: dict) -> dict:
 
 
 def generator_process(kind: str, cfg: dict, counters, events: dict, results) -> None:
-    if cfg["client_cpus"]:
-        os.sched_setaffinity(0, cpu_set(cfg["client_cpus"]))
-    raise_nofile()
-    # The generator's own collector would stop its loop for whole-heap passes over 10,000
-    # connections' objects, and count those pauses in the server's round trips. A run is
-    # bounded (minutes), so what cycles it leaves are freed when the process ends.
-    gc.disable()
-    try:
-        if kind == "burst":
-            result = asyncio.run(burst_generator(cfg, events))
-        else:
-            result = asyncio.run(storm_generator(cfg, counters, events))
-    except BaseException as error:  # noqa: BLE001 - the parent reports it
-        result = {"error": f"{type(error).__name__}: {error}"}
-    cpu = os.times()
-    result["generator_cpu_s"] = cpu.user + cpu.system
-    results.put(result)
+    main = (lambda: burst_generator(cfg, events)) if kind == "burst" else (lambda: storm_generator(cfg, counters, events))
+    results.put(run_generator(cfg["client_cpus"], main, "generator_cpu_s"))
 
 
 # --- PostgreSQL backends -----------------------------------------------------------------------------

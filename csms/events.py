@@ -72,13 +72,14 @@ def to_message(event: Event) -> EventMessage:
     }
 
 
-def _next_seq() -> int:
+def _next_seq(count: int = 1) -> int:
+    """Take ``count`` sequence numbers under the counter row's lock; the first of them."""
     counter = EventCounter.objects.select_for_update().filter(pk=1).first()
     if counter is None:
         counter, _ = EventCounter.objects.select_for_update().get_or_create(pk=1)
-    counter.value += 1
+    counter.value += count
     counter.save(update_fields=["value"])
-    return counter.value
+    return counter.value - count + 1
 
 
 def emit(
@@ -146,12 +147,7 @@ def number_batch(pending: list[tuple[Event, bool]]) -> list[EventMessage]:
     """Number and write a batch's events in the current transaction; their push messages."""
     if not pending:
         return []
-    counter = EventCounter.objects.select_for_update().filter(pk=1).first()
-    if counter is None:
-        counter, _ = EventCounter.objects.select_for_update().get_or_create(pk=1)
-    first = counter.value + 1
-    counter.value += len(pending)
-    counter.save(update_fields=["value"])
+    first = _next_seq(len(pending))
     events = [event for event, _ in pending]
     for offset, event in enumerate(events):
         event.seq = first + offset
