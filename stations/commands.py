@@ -22,7 +22,7 @@ from csms.events import call_service
 from csms.layers import ChannelLayerUnavailable
 from stations import services
 from stations.models import Station, Transaction
-from stations.ocpp16 import ChargePoint16
+from stations.ocpp.v16 import ChargePoint16
 from stations.services import Conflict, DomainError, NotFound
 
 log = logging.getLogger("stations.commands")

@@ -30,8 +30,9 @@ from csms.admission import handshake_abandoned
 from csms.consumers import DirectDispatchMixin, TeardownMixin
 from csms.layers import ChannelLayerUnavailable
 from csms.tls import is_secure
-from stations import ocpp16, services
+from stations import services
 from stations.activity import tracker
+from stations.ocpp import v16
 from stations.presence import presence
 
 log = logging.getLogger("stations.ocpp")
@@ -70,7 +71,7 @@ def basic_auth_password(scope: dict[str, Any], station_id: str) -> str | None:
 
 class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
     station_id: str = ""
-    charge_point: ocpp16.ChargePoint16 | None = None
+    charge_point: v16.ChargePoint16 | None = None
     dropped_results = 0  # CALLRESULTs/CALLERRORs that answered no call of ours
     present = False  # marked online on this socket (and in this process's presence)
     command_tasks: frozenset[asyncio.Task] | set[asyncio.Task] = frozenset()  # CSMS calls in flight
@@ -83,7 +84,7 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
             self.station_id = ""
             await self.close()  # before accept(): HTTP 403
             return
-        if ocpp16.SUBPROTOCOL not in self.scope.get("subprotocols", []):
+        if v16.SUBPROTOCOL not in self.scope.get("subprotocols", []):
             log.warning("[OCPP:connect] station=%s refused: no supported subprotocol in %s",
                         self.station_id, self.scope.get("subprotocols"))
             await self.close()  # before accept(): HTTP 403
@@ -112,13 +113,13 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
             await self.close()
             return
         status = decision.registration_status
-        self.charge_point = ocpp16.ChargePoint16(self.station_id, self, status)
+        self.charge_point = v16.ChargePoint16(self.station_id, self, status)
         # Online only once the socket is accepted: a handshake the server or
         # the client abandons before that must leave no station online
         # (measured: 1,811 stations online with 400 sockets open after a storm).
         # The charger's first message is read after this method returns, so
         # it finds the station online.
-        await self.accept(ocpp16.SUBPROTOCOL)
+        await self.accept(v16.SUBPROTOCOL)
         if handshake_abandoned(self.scope):
             log.info("[OCPP:connect] station=%s left during the handshake", self.station_id)
             return

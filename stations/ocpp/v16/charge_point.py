@@ -27,10 +27,10 @@ from ocpp.v16 import ChargePoint as BaseChargePoint
 from ocpp.v16 import call
 
 from csms.queues import InputQueue
-from stations.ocpp16.authorization import AuthorizationHandlers
-from stations.ocpp16.metering import MeteringHandlers
-from stations.ocpp16.provisioning import ProvisioningHandlers
-from stations.ocpp16.transactions import TransactionHandlers
+from stations.ocpp.v16.authorization import AuthorizationHandlers
+from stations.ocpp.v16.metering import MeteringHandlers
+from stations.ocpp.v16.provisioning import ProvisioningHandlers
+from stations.ocpp.v16.transactions import TransactionHandlers
 
 # Validate in the event loop rather than a thread-pool hop per message: the
 # schemas are small and the hop costs more than the validation (measured ~15%).

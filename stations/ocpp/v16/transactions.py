@@ -7,7 +7,7 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from stations import services
-from stations.ocpp16.dispatch import run
+from stations.ocpp.v16.dispatch import run
 
 
 class TransactionHandlers:
