@@ -1,0 +1,70 @@
+"""What several service families share: the time format of the documents, the ``many``
+forms' argument binding, the connector lock and the charger's clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import logging
+
+from stations import values
+from stations.errors import InvalidValue
+from stations.models import Connector
+
+log = logging.getLogger("stations.services")
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with milliseconds and Z, as the mobile documents show."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+
+def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> tuple:
+    """A call's arguments in the order of ``signature`` (the ``many`` forms below). Handlers pass
+    them all by position, so binding (a few µs per message) is only for the other calls."""
+    if not kwargs and len(args) == len(signature.parameters):
+        return args
+    return signature.bind(*args, **kwargs).args
+
+
+def _connector(station_id: str, number: int) -> Connector:
+    connector, _ = Connector.objects.get_or_create(station_id=station_id, number=number)
+    return connector
+
+
+def _locked_connector(station_id: str, number: int) -> Connector:
+    """The connector (created on first sight) with its current transaction, its row
+    locked until the caller's transaction ends.
+
+    StartTransaction, StopTransaction and MeterValues of one connector take this
+    lock first, so they see each other's rows: without it two concurrent starts
+    both found the connector free, and a re-sent reading was announced again
+    while its first copy was being inserted. (SQLite's IMMEDIATE transactions
+    serialise every writer anyway; the lock is for PostgreSQL.)
+    """
+    query = Connector.objects.select_for_update(of=("self",)).select_related("current_transaction")
+    connector = query.filter(station_id=station_id, number=number).first()
+    if connector is None:
+        connector = query.get(pk=_connector(station_id, number).pk)
+    return connector
+
+
+def _charger_time(
+    text: str | None, received: dt.datetime, problems: values.Problems, *, strict: bool = False
+) -> dt.datetime:
+    """The charger's time if plausible, else the receive time (the reason goes to ``problems``).
+
+    ``strict``: a timestamp that is no date at all refuses the message (InvalidValue).
+    """
+    if not text:
+        return received
+    clock = values.charger_time(text, received)
+    if strict and not clock.readable:
+        raise InvalidValue(clock.problem)
+    if clock.value is None:
+        problems.add(f"{clock.problem}; the receive time is used")
+        return received
+    return clock.value
