@@ -20,7 +20,7 @@ from csms.admin_filters import InputFilter, ReadOnlyAdmin
 from csms.admin_site import show_once
 from mobileapi import services
 from mobileapi.models import ApiKey, MobileSession, Scope
-from stations.admin_operations import actor_of
+from stations.admin.operations import actor_of
 
 
 def _short(value) -> str:

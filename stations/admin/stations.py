@@ -21,7 +21,7 @@ from csms.formatting import duration, kwh, money
 from csms.models import Event
 from stations import commands, rules, selectors, services, values
 from stations.admin.display import local_time, number, started_by
-from stations.admin_operations import OPERATIONS, PANEL, ChangeConfigurationForm, RegistrationForm, actor_of
+from stations.admin.operations import OPERATIONS, PANEL, ChangeConfigurationForm, RegistrationForm, actor_of
 from stations.models import MeterSample, Station, Transaction
 
 RECENT = 15
