@@ -30,14 +30,11 @@ from django.conf import settings
 
 from csms import metrics
 from csms.consumers import Periodic
+from csms.event_kinds import OWN_KINDS as OWN_KINDS  # pushed to their command's issuer, subscribed or not
 from csms.events import ALL_EVENTS_GROUP, EventMessage
 from mobileapi.pushlines import PushLines
 
 log = logging.getLogger("mobileapi.hub")
-
-
-# Events that go to the connection whose command they answer (its correlationId), subscribed or not.
-OWN_KINDS = frozenset({"remote.start.result", "remote.stop.result", "transaction.started", "transaction.stopped"})
 
 
 class Listener(Protocol):

@@ -11,22 +11,10 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from csms.event_kinds import PUBLIC_KINDS as PUBLIC_KINDS  # the kinds mobile clients see (pushes and replays)
+from csms.event_kinds import EventKind
 from csms.events import EventMessage
 from mobileapi.dialects import Dialect
-
-# Event kinds from the log that mobile clients see (pushes and replays).
-PUBLIC_KINDS = frozenset(
-    {
-        "station.connected",
-        "station.disconnected",
-        "connector.status.changed",
-        "transaction.started",
-        "transaction.stopped",
-        "meter.update",
-        "remote.start.result",
-        "remote.stop.result",
-    }
-)
 
 # Fields of the Dart guide's meter.values.delta.
 _DELTA_FIELDS = ("stationId", "connectorId", "transactionId", "timestamp", "delta", "total", "unit")
@@ -62,7 +50,7 @@ def error_message(request_id: Any, code: int, message: str, *, correlation_id: s
 
 def event_data(dialect: Dialect, kind: str, data: dict[str, Any], *, hide_id_tag: bool) -> dict[str, Any]:
     """An event's fields as this dialect shows them."""
-    if kind == "meter.update":
+    if kind == EventKind.METER_UPDATE:
         fields = _UPDATE_FIELDS if dialect.nested_events else _DELTA_FIELDS
         data = {name: data.get(name) for name in fields}
     else:
@@ -109,7 +97,7 @@ def replay_item(dialect: Dialect, event: EventMessage, *, hide_id_tag: bool = Fa
 
 
 def session_expired_message(event_id: str, ts: int, dialect: Dialect, reason: str) -> str:
-    envelope: dict[str, Any] = {"eventId": event_id, "event": "session.expired", "ts": ts}
+    envelope: dict[str, Any] = {"eventId": event_id, "event": EventKind.SESSION_EXPIRED.value, "ts": ts}
     data = {"ts": ts, "reason": reason}
     if dialect.nested_events:
         envelope["data"] = data

@@ -16,22 +16,11 @@ from typing import Any
 
 from django.conf import settings
 
+from csms.event_kinds import STATE_KINDS
 from csms.events import EventMessage, call_service
 from mobileapi import messages, services
 from mobileapi.dialects import Dialect
 from mobileapi.hub import hub
-
-# Events after which the cached list is no longer true.
-STATE_KINDS = frozenset(
-    {
-        "station.connected",
-        "station.disconnected",
-        "station.registration.changed",
-        "connector.status.changed",
-        "transaction.started",
-        "transaction.stopped",
-    }
-)
 
 
 def render_station(dialect: Dialect, station: dict[str, Any]) -> dict[str, Any]:

@@ -6,11 +6,12 @@ import re
 import time
 from dataclasses import dataclass
 
+from csms.event_kinds import DIRECT_KINDS, PUBLIC_KINDS
 from csms.events import EventMessage
-from mobileapi.messages import PUBLIC_KINDS
+from mobileapi.dialects import MOBILE_CLIENT, WS
 
 # Names a client may subscribe to: both dialects' names for every pushed event.
-KNOWN_EVENTS = PUBLIC_KINDS | {"meter.values.delta", "session.expired"}
+KNOWN_EVENTS = frozenset(dialect.event_name(kind) for kind in PUBLIC_KINDS | DIRECT_KINDS for dialect in (WS, MOBILE_CLIENT))
 _PATTERN = re.compile(r"^[a-z]+(\.[a-z]+)*(\.\*)?$")
 
 
