@@ -1,9 +1,11 @@
 """The event bus: record an event in the caller's transaction, push it after commit.
 
 Every state change a user can see is an Event row first (durable, ordered,
-numbered) and a channel-layer message second. Pushes go to the groups
-``events.all`` and ``events.station.<id>``. The channel layer is treated as
-lossy; ``Event`` rows are the recovery path.
+numbered) and a channel-layer message second, to the one group ``events.all``
+(each process's push hub reads it and picks, per connection, what it wants: a
+group per station would cost one more Redis round trip per event, for no
+reader). The channel layer is treated as lossy; ``Event`` rows are the
+recovery path. The kinds and their payloads are declared in ``csms.event_kinds``.
 
 Service functions run synchronously (in the ORM thread). Async callers use
 ``call_service`` so that the pushes of the events a service recorded are sent
@@ -13,11 +15,9 @@ blocking the ORM thread on the channel layer.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypedDict, TypeVar
 
@@ -34,7 +34,6 @@ from csms.models import Event, EventCounter
 log = logging.getLogger("csms.events")
 
 ALL_EVENTS_GROUP = "events.all"
-_GROUP_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
 
 T = TypeVar("T")
 
@@ -50,13 +49,6 @@ class EventMessage(TypedDict):
     ts: int
     data: dict[str, Any]
     actor: str
-
-
-def station_group(station_id: str) -> str:
-    """The group of one station's events (group names allow few characters)."""
-    if _GROUP_SAFE.match(station_id):
-        return f"events.station.{station_id}"
-    return "events.station.h" + hashlib.sha1(station_id.encode()).hexdigest()
 
 
 def to_message(event: Event) -> EventMessage:
@@ -83,9 +75,11 @@ def _next_seq(count: int = 1) -> int:
 
 
 def emit(
-    kind: str, station_id: str = "", data: dict[str, Any] | None = None, *, actor: str = "", push: bool = True
+    kind: str, station_id: str = "", data: Mapping[str, Any] | None = None, *, actor: str = "", push: bool = True
 ) -> Event:
     """Record an event in the current transaction; push it once that commits.
+
+    ``kind`` is an ``EventKind`` (a str) and ``data`` its declared payload (csms.event_kinds).
 
     ``push=False`` only records it (an event meant for one connection). In a
     group commit (``csms.groupcommit``) the event is written, numbered, with the
@@ -179,20 +173,19 @@ def collecting() -> Iterator[list[EventMessage]]:
 
 
 async def publish(messages: list[EventMessage]) -> None:
-    """Send events to their groups. A failed send is logged, never raised:
+    """Send events to ``events.all``. A failed send is logged, never raised:
     the rows are written, and clients recover them with getEventsSince."""
     layer = get_channel_layer()
     if layer is None:
         return
     for message in messages:
-        for group in (ALL_EVENTS_GROUP, station_group(message["stationId"])):
-            try:
-                await layer.group_send(group, message)
-            except ChannelLayerUnavailable:  # Redis is gone: the layer logged it once, not per event
-                metrics.channel_send_failures.labels("group_send").inc()
-            except Exception:
-                metrics.channel_send_failures.labels("group_send").inc()
-                log.exception("push of %s to %s failed", message["eventId"], group)
+        try:
+            await layer.group_send(ALL_EVENTS_GROUP, message)
+        except ChannelLayerUnavailable:  # Redis is gone: the layer logged it once, not per event
+            metrics.channel_send_failures.labels("group_send").inc()
+        except Exception:
+            metrics.channel_send_failures.labels("group_send").inc()
+            log.exception("push of %s failed", message["eventId"])
 
 
 async def call_service(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
