@@ -1,4 +1,10 @@
-"""Charging network: stations, their connectors, transactions and meter samples.
+"""Charging network: stations, their EVSEs and connectors, tokens, transactions and meter samples.
+
+The vocabulary is OCPP-version neutral: a station has EVSEs, an EVSE has
+connectors. An OCPP 1.6 connector *n* is EVSE *n* with connector 1, and 1.6's
+connector 0 is the station itself (a Connector row with no EVSE). A token
+(``IdTag``) has a type and a group id; a transaction has the CSMS's integer id
+and the charger's own id (``charger_transaction_id``).
 
 Models stay portable (no raw SQL, no database-specific field types) so the
 same schema runs on SQLite, PostgreSQL and, one day, MongoDB.
@@ -30,6 +36,31 @@ class ConnectorStatus(models.TextChoices):
     RESERVED = "Reserved"
     UNAVAILABLE = "Unavailable"
     FAULTED = "Faulted"
+
+
+class OcppVersion(models.TextChoices):
+    V16 = "1.6", "OCPP 1.6J"
+    V201 = "2.0.1", "OCPP 2.0.1"
+
+
+class OperationalStatus(models.TextChoices):
+    """What the CSMS last set with ChangeAvailability (1.6's Operative/Inoperative availability type)."""
+
+    OPERATIVE = "Operative"
+    INOPERATIVE = "Inoperative"
+
+
+class TokenType(models.TextChoices):
+    """OCPP 2.0.1 IdTokenEnumType; a 1.6 idTag, having no type, is read as ISO14443 (an RFID card's UID)."""
+
+    ISO14443 = "ISO14443", "ISO14443"
+    ISO15693 = "ISO15693", "ISO15693"
+    EMAID = "eMAID", "eMAID"
+    CENTRAL = "Central", "Central"
+    KEY_CODE = "KeyCode", "KeyCode"
+    LOCAL = "Local", "Local"
+    MAC_ADDRESS = "MacAddress", "MacAddress"
+    NO_AUTHORIZATION = "NoAuthorization", "NoAuthorization"
 
 
 class IdTagStatus(models.TextChoices):
@@ -80,6 +111,10 @@ class Station(models.Model):
     registration_status = models.CharField(
         max_length=16, choices=RegistrationStatus.choices, default=RegistrationStatus.ACCEPTED
     )
+    ocpp_version = models.CharField(
+        max_length=8, choices=OcppVersion.choices, default=OcppVersion.V16,
+        help_text="The OCPP version of its last connection",
+    )
     is_online = models.BooleanField(default=False)
     # The channel of the consumer holding this station's socket: remote
     # commands are sent there, never to a group (group memberships expire).
@@ -103,9 +138,34 @@ class Station(models.Model):
         return self.id
 
 
+class Evse(models.Model):
+    """An EVSE: what charges one vehicle at a time, with one or more connectors.
+
+    Its connectors' states are on the connectors (OCPP reports status per
+    connector); the EVSE holds what is set for all of them at once.
+    """
+
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="evses")
+    number = models.PositiveIntegerField(help_text="OCPP 2.0.1 evseId (>= 1); for 1.6 the connectorId")
+    availability = models.CharField(
+        max_length=16, choices=OperationalStatus.choices, default=OperationalStatus.OPERATIVE
+    )
+
+    class Meta:
+        ordering = ["station_id", "number"]
+        verbose_name = "EVSE"
+        constraints = [models.UniqueConstraint(fields=["station", "number"], name="unique_evse_number")]
+
+    def __str__(self) -> str:
+        return f"{self.station_id}/{self.number}"
+
+
 class Connector(models.Model):
     station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="connectors")
-    number = models.PositiveIntegerField(help_text="OCPP connectorId; 0 is the station itself")
+    # Connector 0 (no EVSE) is the station itself; its status is the station's.
+    evse = models.ForeignKey(Evse, null=True, blank=True, on_delete=models.CASCADE, related_name="connectors")
+    number = models.PositiveIntegerField(help_text="Its EVSE's number (OCPP 1.6 connectorId); 0 is the station itself")
+    connector_id = models.PositiveIntegerField(default=1, help_text="The connector's number within its EVSE")
     status = models.CharField(
         max_length=16, choices=ConnectorStatus.choices, default=ConnectorStatus.UNAVAILABLE
     )
@@ -118,9 +178,9 @@ class Connector(models.Model):
     )
 
     class Meta:
-        ordering = ["station_id", "number"]
+        ordering = ["station_id", "number", "connector_id"]
         constraints = [
-            models.UniqueConstraint(fields=["station", "number"], name="unique_connector_number")
+            models.UniqueConstraint(fields=["station", "number", "connector_id"], name="unique_connector_number")
         ]
 
     def __str__(self) -> str:
@@ -128,26 +188,40 @@ class Connector(models.Model):
 
 
 class IdTag(models.Model):
+    """A token that may authorise charging (1.6's idTag, 2.0.1's idToken)."""
+
     id_tag = models.CharField(max_length=20, unique=True, help_text="RFID uid or app tag (CiString20)")
+    type = models.CharField(max_length=16, choices=TokenType.choices, default=TokenType.ISO14443)
     status = models.CharField(max_length=16, choices=IdTagStatus.choices, default=IdTagStatus.ACCEPTED)
     expiry_date = models.DateTimeField(null=True, blank=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
+    group_id = models.CharField(
+        max_length=36, blank=True, help_text="Tokens of one group may stop each other's sessions (1.6 parentIdTag)"
+    )
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id_tag"]
-        verbose_name = "idTag"
+        verbose_name = "idTag (token)"
+        verbose_name_plural = "idTags (tokens)"
 
     def __str__(self) -> str:
         return self.id_tag
 
 
 class Transaction(models.Model):
-    """A charging session; its integer id is the OCPP transactionId."""
+    """A charging session.
+
+    Its integer id is the CSMS's (the mobile API's transactionId, 1.6's
+    transactionId); ``charger_transaction_id`` is the charger's: the string a
+    2.0.1 charger chooses, for 1.6 the integer id as text.
+    """
 
     station = models.ForeignKey(Station, on_delete=models.PROTECT, related_name="transactions")
+    evse = models.ForeignKey(Evse, null=True, blank=True, on_delete=models.PROTECT, related_name="transactions")
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="transactions")
+    charger_transaction_id = models.CharField(max_length=36, blank=True, help_text="The charger's transaction id")
     id_tag = models.CharField(max_length=20)
     meter_start = models.BigIntegerField(help_text="Wh")
     meter_stop = models.BigIntegerField(null=True, blank=True, help_text="Wh")
@@ -181,7 +255,12 @@ class Transaction(models.Model):
             models.UniqueConstraint(
                 fields=["station", "connector", "id_tag", "meter_start", "started_at"],
                 name="unique_start_transaction",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["station", "charger_transaction_id"],
+                condition=~models.Q(charger_transaction_id=""),
+                name="unique_charger_transaction_id",
+            ),
         ]
         indexes = [models.Index(fields=["station", "stopped_at"])]
 
