@@ -26,13 +26,13 @@ from csms.events import EventMessage, call_service
 from csms.tls import is_secure
 from mobileapi import messages, services
 from mobileapi.dialects import Dialect
-from mobileapi.errors import ApiError, BadRequest, Forbidden, RateLimited, TooLarge, Unauthorized
+from mobileapi.errors import BadRequest, RateLimited, TooLarge
 from mobileapi.hub import OWN_KINDS, hub
 from mobileapi.ratelimit import TokenBucket
 from mobileapi.registry import ACTIONS, ActionSpec
 from mobileapi.sessions import watcher
 from mobileapi.subscriptions import Subscription, Subscriptions
-from stations.services import DomainError
+from stations.errors import DomainError, Forbidden, Unauthorized
 
 log = logging.getLogger("mobileapi")
 
@@ -140,9 +140,9 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
             action = request["action"]
             spec = self._authorize(action)
             params = spec.check_params(request.get("params"))
-        except ApiError as error:
+        except DomainError as error:
             self._log(action, error.code, began)
-            await self.send(messages.error_message(request_id, error.code, error.message, **error.extra))
+            await self.send(messages.error_message(request_id, error.code, error.message, **error.details))
             return
         except Exception:  # a bug, not the client's fault: answer 500, keep the connection
             await self._reply(self._internal_error(action, request_id))
@@ -200,13 +200,12 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
     async def _run(self, spec: ActionSpec, request_id: Any, params: dict[str, Any], began: float) -> None:
         try:
             result = await spec.handler(self, params)
-        except (ApiError, DomainError) as error:
-            message = error.message if isinstance(error, ApiError) else str(error)
-            if getattr(error, "code", 500) == 504 and spec.name == "startCharging":
+        except DomainError as error:
+            message = error.message
+            if error.code == 504 and spec.name == "startCharging":
                 message = "RemoteStart timeout"  # the Dart guide's wording
-            extra = error.extra if isinstance(error, ApiError) else {}
             self._log(spec.name, error.code, began)
-            await self._reply(messages.error_message(request_id, error.code, message, **extra))
+            await self._reply(messages.error_message(request_id, error.code, message, **error.details))
             return
         except Exception:
             await self._reply(self._internal_error(spec.name, request_id))

@@ -1,53 +1,24 @@
-"""Errors of the mobile API, each carrying its wire code."""
+"""Refusals of the mobile API's own transport (the envelope, its size, its rate).
+
+They belong to the one hierarchy of ``stations.errors``, so the consumer maps
+every refusal, the domain's and these, in one place: ``error.code`` and
+``error.message`` (with ``error.details``) become the error object.
+"""
 
 from __future__ import annotations
 
-
-class ApiError(Exception):
-    code = 500
-    default_message = "Internal error"
-
-    def __init__(self, message: str | None = None, **extra: object) -> None:
-        super().__init__(message or self.default_message)
-        self.message = message or self.default_message
-        self.extra = extra  # more fields of the error object, e.g. retryAfterMs
+from stations.errors import DomainError
 
 
-class BadRequest(ApiError):
-    code = 400
-    default_message = "Bad request"
+class BadRequest(DomainError):
+    """A request the envelope or an action's schema refuses."""
 
 
-class Unauthorized(ApiError):
-    code = 401
-    default_message = "Not authenticated"
-
-
-class Forbidden(ApiError):
-    code = 403
-    default_message = "Forbidden"
-
-
-class NotFound(ApiError):
-    code = 404
-    default_message = "Not found"
-
-
-class Conflict(ApiError):
-    code = 409
-    default_message = "Conflict"
-
-
-class TooLarge(ApiError):
+class TooLarge(DomainError):
     code = 413
     default_message = "Message too large"
 
 
-class RateLimited(ApiError):
+class RateLimited(DomainError):
     code = 429
     default_message = "Rate limit exceeded"
-
-
-class Timeout(ApiError):
-    code = 504
-    default_message = "Timeout"

@@ -30,7 +30,7 @@ from mobileapi import services
 from mobileapi.models import Scope
 from mobileapi.snapshots import snapshot
 from stations import commands
-from stations.services import DomainError
+from stations.errors import DomainError
 
 log = logging.getLogger("mobileapi")
 

@@ -23,8 +23,9 @@ from csms.models import Event, EventCounter
 from mobileapi.messages import PUBLIC_KINDS
 from mobileapi.models import ApiKey, MobileSession, Scope, generate_key, hash_key
 from stations import rules, values
+from stations.errors import DomainError, Forbidden, NotFound, Unauthorized
 from stations.models import Connector, IdTag, MeterSample, Station, Transaction
-from stations.services import DomainError, NotFound, iso
+from stations.services import iso
 
 log = logging.getLogger("mobileapi")
 
@@ -68,10 +69,8 @@ def set_key_active(key_id: int, active: bool) -> None:
     ApiKey.objects.filter(pk=key_id).update(is_active=active)
 
 
-class KeyRefused(DomainError):
+class KeyRefused(Unauthorized):
     """A key that exists but must not be used here (the development key in production)."""
-
-    code = 401
 
 
 def authenticate(raw_key: str) -> KeyInfo | None:
@@ -299,8 +298,8 @@ def _session_energy(sample: MeterSample) -> int | None:
 
 # --- Transactions -----------------------------------------------------------------
 
-class IdTagNotPermitted(DomainError):
-    code = 403
+class IdTagNotPermitted(Forbidden):
+    """A tag this key may not start charging with."""
 
 
 def permitted_id_tag(key: KeyInfo, requested: str | None) -> str | None:

@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable
 
 from csms.events import call_service
 from mobileapi import services
-from mobileapi.errors import BadRequest, Forbidden
+from mobileapi.errors import BadRequest
 from mobileapi.models import Scope
 from mobileapi.registry import CONNECTOR_ID, STATION_ID, TRANSACTION_ID, action, limit
 from stations import commands
+from stations.errors import Forbidden
 
 log = logging.getLogger("mobileapi")
 

@@ -7,11 +7,12 @@ from django.conf import settings
 from csms import wire
 from csms.events import call_service
 from mobileapi import messages, services
-from mobileapi.errors import BadRequest, NotFound
+from mobileapi.errors import BadRequest
 from mobileapi.models import Scope
 from mobileapi.registry import STATION_ID, action, limit
 from mobileapi.snapshots import render_station, snapshot
 from mobileapi.subscriptions import check_patterns
+from stations.errors import NotFound
 
 EVENTS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "minItems": 1, "maxItems": 50}
 

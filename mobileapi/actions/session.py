@@ -8,8 +8,9 @@ import time
 from csms import lockout
 from csms.events import call_service
 from mobileapi import services
-from mobileapi.errors import RateLimited, Unauthorized
+from mobileapi.errors import RateLimited
 from mobileapi.registry import action
+from stations.errors import Unauthorized
 
 log = logging.getLogger("mobileapi")
 
