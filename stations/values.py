@@ -91,6 +91,14 @@ def fits_decimal(model: type[models.Model], field_name: str, value: Decimal) -> 
     return value.is_finite() and abs(value) < Decimal(10) ** (column.max_digits - column.decimal_places)
 
 
+def column_text(model: type[models.Model], field_name: str, value: str, name: str) -> str:
+    """``value`` if its text column can hold it; raises InvalidValue (named ``name``) if not."""
+    limit = model._meta.get_field(field_name).max_length
+    if limit is not None and len(value) > limit:
+        raise InvalidValue(f"{name} {excerpt(value)} is longer than {limit} characters")
+    return value
+
+
 # --- Numbers ---------------------------------------------------------------------------
 
 def finite(value: Any) -> float | None:

@@ -36,11 +36,14 @@ from stations.services.connections import (
 from stations.services.metering import record_meter_values
 from stations.services.processes import flush_activity, release_dead_processes, vouch_for_process
 from stations.services.provisioning import (
+    Provisioned,
+    provision_station,
     record_boot,
     record_command,
     record_data_transfer,
     record_firmware_status,
     registration_status,
+    remove_station,
     set_registration_status,
     update_connector_status,
 )
@@ -59,6 +62,7 @@ __all__ = [
     "DomainError",
     "InvalidValue",
     "NotFound",
+    "Provisioned",
     "authorize",
     "check_station_connect",
     "check_station_password",
@@ -68,6 +72,7 @@ __all__ = [
     "iso",
     "prepare_remote_start",
     "prepare_remote_stop",
+    "provision_station",
     "record_boot",
     "record_command",
     "record_data_transfer",
@@ -75,6 +80,7 @@ __all__ = [
     "record_meter_values",
     "registration_status",
     "release_dead_processes",
+    "remove_station",
     "save_tariff",
     "set_registration_status",
     "set_station_password",

@@ -1,17 +1,22 @@
 """What a charger tells about itself: boot, connector status, data transfer, firmware;
-the registration status an operator gives it; the outcomes of commands sent to it."""
+the registration status an operator gives it; the outcomes of commands sent to it;
+stations as an operator provisions them (``manage.py station``, ``import_network``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from csms import wire
 from csms.events import atomic, emit
-from stations import values
-from stations.models import Connector, Station
+from stations import rules, values
+from stations.errors import Conflict, InvalidValue
+from stations.models import Connector, RegistrationStatus, Station, Transaction
 from stations.services._common import _charger_time, _connector, iso, log
+from stations.services.connections import check_station_password, set_station_password
 
 
 def registration_status(station_id: str) -> str:
@@ -97,3 +102,98 @@ def record_firmware_status(station_id: str, kind: str, status: str) -> None:
 def record_command(kind: str, station_id: str, data: dict[str, Any], *, actor: str = "") -> None:
     """Record the outcome of a CSMS-initiated command in the event log."""
     emit(kind, station_id, data, actor=actor)
+
+
+# --- Stations as an operator provisions them (manage.py station, import_network) ---------
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What provisioning one station or token did: ``changes`` are what a new one was given, or what
+    changed on an existing one (none: nothing changed)."""
+
+    key: str
+    created: bool = False
+    changes: tuple[str, ...] = ()
+    password: str = ""  # a station password generated now: shown once, never stored in clear
+
+    @property
+    def changed(self) -> bool:
+        return self.created or bool(self.changes)
+
+
+def provision_station(
+    station_id: str, *, name: str | None = None, accepted: bool = False, password: str | None = None, actor: str = ""
+) -> Provisioned:
+    """Create or update a station; what is not given stays as it is, so the same call twice changes nothing.
+
+    A new station gets the unknown-station policy's registration status (Pending where the policy refuses
+    unknown stations: registering it is not accepting it) and, without a password, a generated one, as does
+    a known station that has none: after this, the station can authenticate.
+    """
+    if not wire.is_station_id(station_id):
+        raise InvalidValue(f"{station_id!r} is not a station identity (1 to 64 characters, no '/')")
+    if name is not None:
+        values.column_text(Station, "name", name, "name")
+    if password == "":
+        raise InvalidValue("the password is empty (leave it out to have one generated)")
+    with atomic():
+        station = Station.objects.select_for_update().filter(pk=station_id).first()
+        created = station is None
+        if station is None:
+            station = Station.objects.create(pk=station_id, name=name or "", registration_status=_new_status(accepted))
+            emit("station.registration.changed", station_id,
+                 {"stationId": station_id, "status": station.registration_status}, actor=actor)
+            changes = [f"registration {station.registration_status}", *([f"name {name!r}"] if name else [])]
+        else:
+            changes = _update_station(station, name, accepted, actor)
+        generated = _provision_password(station, password, actor)
+        if generated is not None:
+            changes.append("password generated" if generated else "password set")
+    return Provisioned(station_id, created, tuple(changes), generated or "")
+
+
+def _new_status(accepted: bool) -> str:
+    if accepted:
+        return RegistrationStatus.ACCEPTED
+    return rules.boot_status(False, None, settings.OCPP_UNKNOWN_STATIONS) or RegistrationStatus.PENDING
+
+
+def _update_station(station: Station, name: str | None, accepted: bool, actor: str) -> list[str]:
+    changes = []
+    if name is not None and name != station.name:
+        changes.append(f"name {station.name!r} -> {name!r}")
+        Station.objects.filter(pk=station.pk).update(name=name)
+    if accepted and station.registration_status != RegistrationStatus.ACCEPTED:
+        changes.append(f"registration {station.registration_status} -> Accepted")
+        set_registration_status(station.pk, RegistrationStatus.ACCEPTED, actor=actor)
+    return changes
+
+
+def _provision_password(station: Station, password: str | None, actor: str) -> str | None:
+    """Set the password given unless it is already the station's, or generate one for a station without any.
+    None: nothing set; "": the one given; else the generated one."""
+    if station.password_hash and (password is None or check_station_password(password, station.password_hash)):
+        return None
+    secret = set_station_password(station.pk, password)
+    emit("station.password.set", station.pk, {"stationId": station.pk}, actor=actor)
+    return "" if password else secret
+
+
+def remove_station(station_id: str) -> bool:
+    """Delete a station, its connectors and meter samples; False: there was none.
+
+    Its transactions are billing records, so a station that has any is refused (reject it instead), and
+    so is one connected now, whose socket would outlive its row.
+    """
+    with atomic():
+        station = Station.objects.select_for_update().filter(pk=station_id).first()
+        if station is None:
+            return False
+        if station.is_online:
+            raise Conflict(f"station {station_id} is connected: remove it once its charger is offline")
+        transactions = Transaction.objects.filter(station=station).count()
+        if transactions:
+            raise Conflict(f"station {station_id} has {transactions} transaction(s), which are billing records and "
+                           "are kept: set its registration to Rejected instead")
+        station.delete()
+    return True
