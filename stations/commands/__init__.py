@@ -21,9 +21,9 @@ from csms import metrics
 from csms.events import call_service
 from csms.layers import ChannelLayerUnavailable
 from stations import services
+from stations.errors import ChargerError, Conflict, DomainError, NotFound, Timeout, Unavailable
 from stations.models import Station, Transaction
 from stations.ocpp.v16 import ChargePoint16
-from stations.services import Conflict, DomainError, NotFound
 
 log = logging.getLogger("stations.commands")
 
@@ -45,36 +45,34 @@ ACTIONS = frozenset(
 
 
 class CommandError(DomainError):
+    """A command that did not get the charger's answer; ``outcome`` names why in the metrics and events.
+    Each one is also the stations.errors class whose code it is answered with."""
+
     outcome = "error"
 
 
 class StationOffline(CommandError, Conflict):
-    code = 409
     outcome = "offline"
 
 
-class StationDisconnected(CommandError):
-    code = 409
+class StationDisconnected(CommandError, Conflict):
     outcome = "offline"
 
 
-class CommandTimeout(CommandError):
-    code = 504
+class CommandTimeout(CommandError, Timeout):
     outcome = "timeout"
 
 
-class CommandFailed(CommandError):
+class CommandFailed(CommandError, ChargerError):
     """The charger answered with a CALLERROR."""
 
-    code = 502
     outcome = "call_error"
 
 
-class BusUnavailable(CommandError):
+class BusUnavailable(CommandError, Unavailable):
     """The channel layer (Redis) does not answer: the command could not be sent.
     Nothing reached the charger; retry once Redis is back (docs/operations.md)."""
 
-    code = 503
     outcome = "unavailable"
 
     @classmethod
