@@ -35,6 +35,23 @@ def station_status(is_online: bool, connector_statuses: Iterable[str]) -> str:
     return "Unavailable"
 
 
+def session_energy_wh(register: float | None, meter_start: int) -> int:
+    """Wh a session has delivered by a register reading: the rise over meterStart, in whole Wh, never negative.
+
+    The one rule for every energy the CSMS shows (the admin, the mobile API, the
+    HTTP API, the events) and stores (``Transaction.energy_wh``). Never negative:
+    an import register does not run backwards, so a reading below meterStart is a
+    row stored before the plausibility checks (``values.plausible_energy``) or a
+    replaced meter, not energy given back. Whole Wh: registers are floats (a
+    charger may send 0.0285 kWh) and every reply and event shows integer Wh
+    (``values.wh``), rounded after subtracting, as the mobile API always has. No
+    reading yet (None) is nothing delivered.
+    """
+    if register is None:
+        return 0
+    return int(round(max(register - meter_start, 0)))
+
+
 def compute_cost(
     energy_wh: int,
     duration_s: int,

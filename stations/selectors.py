@@ -1,8 +1,9 @@
-"""Read-side queries for the admin and dashboard (the write path is services.py).
+"""The read side: queries for the admin, the mobile API and the HTTP API (the write path is services).
 
-They express the domain's derived values (station status, live energy) as
-querysets, so the admin can filter and page on them; each is checked against
-the pure rule it mirrors (``rules.station_status``) in the tests.
+They express the domain's derived values (station status, a session's energy) as
+querysets, so a page or listing reads them in one query however many rows it
+shows; each is checked against the pure rule it mirrors (``rules.station_status``,
+``rules.session_energy_wh``) in the tests.
 """
 
 from __future__ import annotations
@@ -45,13 +46,34 @@ def filter_station_status(stations: QuerySet[Station], status: str) -> QuerySet[
     return stations.none()
 
 
-def latest_register() -> Subquery:
-    """The newest energy register reading of the transaction in OuterRef("pk")."""
+def latest_reading(field: str, transaction: str = "pk") -> Subquery:
+    """The newest ``field`` (``energy_wh``, ``power_w``, ...) sampled in the transaction in ``OuterRef(transaction)``.
+
+    The newest sample that has the field, not the newest sample: a MeterValues
+    with only power or SoC does not make a session's energy 0. None: none yet.
+    """
     return Subquery(
-        MeterSample.objects.filter(transaction=OuterRef("pk"), energy_wh__isnull=False)
+        MeterSample.objects.filter(transaction=OuterRef(transaction), **{f"{field}__isnull": False})
         .order_by("-timestamp")
-        .values("energy_wh")[:1]
+        .values(field)[:1]
     )
+
+
+def latest_register(transaction: str = "pk") -> Subquery:
+    """The newest energy register reading (Wh) of the transaction in ``OuterRef(transaction)``."""
+    return latest_reading("energy_wh", transaction)
+
+
+def with_latest_register(transactions: QuerySet[Transaction]) -> QuerySet[Transaction]:
+    """Transactions annotated with ``register``, for ``session_energy_wh`` (one query for the lot)."""
+    return transactions.annotate(register=latest_register())
+
+
+def session_energy_wh(tx: Transaction) -> int:
+    """A session's energy: final once stopped, else from its ``register`` (``with_latest_register``)."""
+    if tx.energy_wh is not None:
+        return tx.energy_wh
+    return rules.session_energy_wh(getattr(tx, "register"), tx.meter_start)  # an AttributeError without it
 
 
 def start_of_today(now: dt.datetime | None = None) -> dt.datetime:
@@ -74,9 +96,9 @@ def network_summary(now: dt.datetime | None = None) -> dict[str, Any]:
         .values_list("status", "n")
     )
     offline_connectors = Connector.objects.filter(number__gt=0, station__is_online=False).count()
-    active = list(Transaction.objects.filter(stopped_at__isnull=True).annotate(register=latest_register())
+    active = list(with_latest_register(Transaction.objects.filter(stopped_at__isnull=True))
                   .values_list("register", "meter_start"))
-    active_energy = sum(max((register or start) - start, 0) for register, start in active)
+    active_energy = sum(rules.session_energy_wh(register, start) for register, start in active)
     finished_today = (
         Transaction.objects.filter(stopped_at__gte=today).aggregate(wh=Sum("energy_wh"))["wh"] or 0
     )
