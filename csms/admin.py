@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
-from django.utils.html import format_html
+from django.template.loader import render_to_string
 
 from csms import admin_events
 from csms.admin_filters import InputFilter, ReadOnlyAdmin, StationIdFilter
@@ -57,7 +57,9 @@ class EventAdmin(ReadOnlyAdmin):
     @admin.display(description="by", ordering="actor")
     def by(self, event: Event) -> str:
         name = getattr(event, "actor_name", None) or admin_events.actor_names([event.actor])[event.actor]
-        return format_html('<span title="{}">{}</span>', event.actor, name) if event.actor else name
+        if not event.actor:
+            return name
+        return render_to_string("admin/csms/event/actor.html", {"actor": event.actor, "name": name})
 
     @admin.display(description="what")
     def summary(self, event: Event) -> str:
@@ -65,4 +67,5 @@ class EventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="data")
     def payload(self, event: Event) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(event.data, ensure_ascii=False, indent=2))
+        data = json.dumps(event.data, ensure_ascii=False, indent=2)
+        return render_to_string("admin/csms/event/payload.html", {"data": data})

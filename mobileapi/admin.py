@@ -11,10 +11,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.html import format_html, format_html_join
 
 from csms.admin_filters import InputFilter, ReadOnlyAdmin
 from csms.admin_site import show_once
@@ -84,7 +84,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="sessions")
     def sessions_link(self, key: ApiKey) -> str:
         url = reverse("admin:mobileapi_mobilesession_changelist") + f"?api_key__id__exact={key.pk}"
-        return format_html('<a href="{}">Sessions of this key</a>', url)
+        return render_to_string("admin/mobileapi/apikey/sessions_link.html", {"url": url})
 
     def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
         data = form.cleaned_data
@@ -203,11 +203,9 @@ class MobileSessionAdmin(ReadOnlyAdmin):
     def subscription_table(self, session: MobileSession) -> str:
         if not session.subscriptions:
             return "—"
-        return format_html("<ul>{}</ul>", format_html_join(
-            "", "<li><code>{}</code> {}: {}</li>",
-            ((s.get("id"), s.get("stationId") or "all stations", ", ".join(s.get("events", [])))
-             for s in session.subscriptions),
-        ))
+        rows = [{"id": s.get("id"), "station": s.get("stationId") or "all stations",
+                 "events": ", ".join(s.get("events", []))} for s in session.subscriptions]
+        return render_to_string("admin/mobileapi/mobilesession/subscriptions.html", {"subscriptions": rows})
 
     @admin.display(description="state")
     def state(self, session: MobileSession) -> str:

@@ -1,6 +1,7 @@
-"""A transaction's power and energy over time as an SVG drawn on the server.
+"""A transaction's power and energy over time: the geometry of an SVG drawn on the server.
 
-No chart library and no CDN: the admin page embeds the returned markup.
+No chart library and no CDN: this module computes the coordinates and labels,
+the admin's template ``admin/stations/transaction/chart.html`` draws them.
 The time axis runs from the transaction's start to its stop (or now), with
 ticks on round times whose step fits the session's length; value axes have
 ticks on round numbers (1, 2 or 5 times a power of ten).
@@ -12,7 +13,6 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from xml.sax.saxutils import escape
 
 from django.utils import timezone
 
@@ -29,6 +29,48 @@ class Point:
     at: dt.datetime
     power_kw: float | None
     energy_kwh: float | None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A grid line at ``at`` (x for time, y for values; formatted) and its ``label`` drawn at ``label_at``."""
+
+    at: str
+    label_at: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    points: str  # "x,y x,y ...", an SVG polyline's points
+    colour: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    power_ticks: list[Tick]
+    energy_ticks: list[Tick]
+    time_ticks: list[Tick]
+    series: list[Series]
+    timezone: str
+    # The frame, for the template (which cannot add): every coordinate the drawing uses.
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    top: int = TOP
+    plot_width: int = WIDTH - LEFT - RIGHT
+    plot_height: int = HEIGHT - TOP - BOTTOM
+    plot_right: int = WIDTH - RIGHT
+    plot_bottom: int = HEIGHT - BOTTOM
+    power_label_x: int = LEFT - 6
+    energy_label_x: int = WIDTH - RIGHT + 6
+    time_label_y: int = HEIGHT - BOTTOM + 16
+    title_y: int = TOP - 10
+    caption_x: str = f"{LEFT + (WIDTH - LEFT - RIGHT) / 2:.1f}"
+    caption_y: int = HEIGHT - 4
+    power_colour: str = POWER_COLOUR
+    energy_colour: str = ENERGY_COLOUR
 
 
 def nice_step(value: float, ticks: int = 4) -> float:
@@ -74,12 +116,15 @@ def time_ticks(start: dt.datetime, end: dt.datetime) -> tuple[list[dt.datetime],
     return ticks, fmt
 
 
-def power_energy_svg(points: Sequence[Point], start: dt.datetime | None = None,
-                     end: dt.datetime | None = None) -> str:
-    """Power (kW, left axis) and energy (kWh, right axis) against local time, from ``start`` to ``end``."""
+def power_energy_chart(points: Sequence[Point], start: dt.datetime | None = None,
+                       end: dt.datetime | None = None) -> Chart | None:
+    """Power (kW, left axis) and energy (kWh, right axis) against local time, from ``start`` to ``end``.
+
+    None when there are too few samples to draw a line.
+    """
     points = sorted(points, key=lambda p: p.at)
     if len(points) < 2:
-        return '<p class="chart-empty">Not enough meter samples for a chart yet.</p>'
+        return None
     start = min(start or points[0].at, points[0].at)
     end = max(end or points[-1].at, points[-1].at)
     span = max((end - start).total_seconds(), 1.0)
@@ -94,39 +139,23 @@ def power_energy_svg(points: Sequence[Point], start: dt.datetime | None = None,
     def y(value: float, top: float) -> float:
         return TOP + plot_h * (1 - value / top)
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="tx-chart" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="Power and energy over time" '
-        'font-family="sans-serif" font-size="11">',
-        f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>',
-    ]
-    for value in power:  # horizontal grid on the power axis's round values
-        gy = y(value, power_max)
-        parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="#eee"/>')
-        parts.append(f'<text class="tick-power" x="{LEFT - 6}" y="{gy + 4:.1f}" text-anchor="end" '
-                     f'fill="{POWER_COLOUR}">{_label(value, power[1])}</text>')
-    for value in energy:
-        gy = y(value, energy_max)
-        parts.append(f'<text class="tick-energy" x="{LEFT + plot_w + 6}" y="{gy + 4:.1f}" fill="{ENERGY_COLOUR}">'
-                     f'{_label(value, energy[1])}</text>')
+    def value_axis(values: list[float], top: float) -> list[Tick]:
+        return [Tick(f"{y(v, top):.1f}", f"{y(v, top) + 4:.1f}", _label(v, values[1])) for v in values]
+
     ticks, fmt = time_ticks(start, end)
-    for at in ticks:  # round times in the configured time zone
-        tx = x(at)
-        parts.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#f2f2f2"/>')
-        parts.append(f'<text class="tick-time" x="{tx:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
-                     f'{escape(timezone.localtime(at).strftime(fmt))}</text>')
-    parts.append(f'<text x="{LEFT}" y="{TOP - 10}" fill="{POWER_COLOUR}">Power, kW</text>')
-    parts.append(f'<text x="{LEFT + plot_w}" y="{TOP - 10}" text-anchor="end" fill="{ENERGY_COLOUR}">Energy, kWh</text>')
-    for name, series, top, colour in (
+    series = []
+    for name, values, top, colour in (
         ("power", [(p.at, p.power_kw) for p in points], power_max, POWER_COLOUR),
         ("energy", [(p.at, p.energy_kwh) for p in points], energy_max, ENERGY_COLOUR),
     ):
-        coords = " ".join(f"{x(at):.1f},{y(value, top):.1f}" for at, value in series if value is not None)
+        coords = " ".join(f"{x(at):.1f},{y(value, top):.1f}" for at, value in values if value is not None)
         if coords.count(",") >= 2:
-            parts.append(f'<polyline class="series-{name}" points="{coords}" fill="none" stroke="{colour}" '
-                         'stroke-width="2" stroke-linejoin="round"/>')
-    tz = escape(timezone.get_current_timezone_name())
-    parts.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 4}" text-anchor="middle" fill="#666">'
-                 f'Time ({tz})</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+            series.append(Series(name, coords, colour))
+    return Chart(
+        power_ticks=value_axis(power, power_max),
+        energy_ticks=value_axis(energy, energy_max),
+        # Round times in the configured time zone.
+        time_ticks=[Tick(f"{x(at):.1f}", f"{x(at):.1f}", timezone.localtime(at).strftime(fmt)) for at in ticks],
+        series=series,
+        timezone=timezone.get_current_timezone_name(),
+    )

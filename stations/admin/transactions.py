@@ -8,10 +8,9 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
+from django.template.loader import render_to_string
 from django.urls import URLPattern, path
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
 
 from csms.admin_filters import ReadOnlyAdmin, StationIdFilter
 from csms.formatting import duration, kwh, money
@@ -141,25 +140,17 @@ class TransactionAdmin(ReadOnlyAdmin):
         if points:  # the session starts at 0 kWh delivered, at its start, not at the first sample
             points.insert(0, charts.Point(tx.started_at, None, 0.0))
         end = tx.stopped_at or timezone.now()
-        return format_html('<div class="chart">{}</div>',
-                           _safe(charts.power_energy_svg(points, start=tx.started_at, end=end)))
+        chart = charts.power_energy_chart(points, start=tx.started_at, end=end)
+        return render_to_string("admin/stations/transaction/chart.html", {"chart": chart})
 
     @admin.display(description="samples")
     def samples(self, tx: Transaction) -> str:
-        rows = self._samples(tx)
-        if not rows:
-            return "No meter samples."
-        body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((local_time(s.timestamp), s.context, number(s.energy_wh, 3, 1000), number(s.power_w, 2, 1000),
-              number(s.current_a, 1), number(s.voltage_v, 0), number(s.soc, 0)) for s in rows),
-        )
-        more = "" if len(rows) < MAX_SAMPLES_SHOWN else f" (first {MAX_SAMPLES_SHOWN} shown)"
-        return format_html(
-            '<table class="samples"><tr><th>Time</th><th>Context</th><th>Register, kWh</th><th>Power, kW</th>'
-            "<th>Current, A</th><th>Voltage, V</th><th>SoC, %</th></tr>{}</table><p>{} samples{}</p>",
-            body, len(rows), more,
-        )
+        samples = self._samples(tx)
+        rows = [{"time": local_time(s.timestamp), "context": s.context, "register": number(s.energy_wh, 3, 1000),
+                 "power": number(s.power_w, 2, 1000), "current": number(s.current_a, 1),
+                 "voltage": number(s.voltage_v, 0), "soc": number(s.soc, 0)} for s in samples]
+        truncated = MAX_SAMPLES_SHOWN if len(rows) >= MAX_SAMPLES_SHOWN else None
+        return render_to_string("admin/stations/transaction/samples.html", {"rows": rows, "truncated": truncated})
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -172,6 +163,3 @@ class TransactionAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         return transactions_csv(self.get_changelist_instance(request).get_queryset(request))
 
-
-def _safe(markup: str) -> SafeString:
-    return mark_safe(markup)  # noqa: S308 - built by charts.py from numbers and escaped labels
