@@ -93,7 +93,8 @@ def fits_decimal(model: type[models.Model], field_name: str, value: Decimal) -> 
 
 def column_text(model: type[models.Model], field_name: str, value: str, name: str) -> str:
     """``value`` if its text column can hold it; raises InvalidValue (named ``name``) if not."""
-    limit = model._meta.get_field(field_name).max_length
+    column = model._meta.get_field(field_name)
+    limit = column.max_length if isinstance(column, models.Field) else None
     if limit is not None and len(value) > limit:
         raise InvalidValue(f"{name} {excerpt(value)} is longer than {limit} characters")
     return value

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from stations.errors import Conflict, DomainError, InvalidValue, NotFound
 from stations.services._common import iso
-from stations.services.authorization import authorize
+from stations.services.authorization import authorize, provision_token, remove_token
 from stations.services.connections import (
     ConnectDecision,
     check_station_connect,
@@ -73,6 +73,7 @@ __all__ = [
     "prepare_remote_start",
     "prepare_remote_stop",
     "provision_station",
+    "provision_token",
     "record_boot",
     "record_command",
     "record_data_transfer",
@@ -81,6 +82,7 @@ __all__ = [
     "registration_status",
     "release_dead_processes",
     "remove_station",
+    "remove_token",
     "save_tariff",
     "set_registration_status",
     "set_station_password",
