@@ -22,7 +22,8 @@ from csms.events import EventMessage, emit, to_message
 from csms.models import Event, EventCounter
 from mobileapi.messages import PUBLIC_KINDS
 from mobileapi.models import ApiKey, MobileSession, Scope, generate_key, hash_key
-from stations import rules, values
+from stations import rules, selectors, values
+from stations.actors import Actor, ActorKind
 from stations.errors import DomainError, Forbidden, NotFound, Unauthorized
 from stations.models import Connector, IdTag, MeterSample, Station, Transaction
 from stations.services import iso
@@ -235,6 +236,7 @@ def connector_status(station_id: str, connector_id: int) -> dict[str, Any]:
     connector = (
         Connector.objects.filter(station_id=station_id, number=connector_id)
         .select_related("current_transaction")
+        .annotate(register=selectors.latest_register("current_transaction"))
         .first()
     )
     if connector is None or connector_id == 0:
@@ -244,10 +246,7 @@ def connector_status(station_id: str, connector_id: int) -> dict[str, Any]:
     sample = None
     if tx is not None:
         sample = MeterSample.objects.filter(values.readable("timestamp"), transaction=tx).order_by("-timestamp").first()
-    energy = None
-    if tx is not None:
-        register = sample.energy_wh if sample and sample.energy_wh is not None else tx.meter_start
-        energy = values.wh(max(register - tx.meter_start, 0))
+    energy = None if tx is None else rules.session_energy_wh(getattr(connector, "register"), tx.meter_start)
     return {
         "stationId": station_id,
         "connectorId": connector_id,
@@ -293,7 +292,7 @@ def _session_energy(sample: MeterSample) -> int | None:
     """Energy delivered in the sample's transaction so far (the register outside one); never negative."""
     if sample.energy_wh is None or sample.transaction is None:
         return values.wh(sample.energy_wh)
-    return values.wh(max(sample.energy_wh - sample.transaction.meter_start, 0))
+    return rules.session_energy_wh(sample.energy_wh, sample.transaction.meter_start)
 
 
 # --- Transactions -----------------------------------------------------------------
@@ -352,14 +351,10 @@ def transactions_for_key(
         query = query.filter(station_id=station_id)
     if active is not None:
         query = query.filter(stopped_at__isnull=active)
-    rows = list(query.select_related("connector").order_by("-started_at", "-id")[offset:offset + limit])
-    live = _live_registers([tx.pk for tx in rows if tx.stopped_at is None])
+    rows = selectors.with_latest_register(query.select_related("connector")).order_by("-started_at", "-id")
     result = []
-    for tx in rows:
-        energy = tx.energy_wh
-        if energy is None:
-            register = live.get(tx.pk)
-            energy = values.wh(max(register - tx.meter_start, 0)) if register is not None else 0
+    for tx in rows[offset:offset + limit]:
+        energy = selectors.session_energy_wh(tx)
         result.append(
             {
                 "transactionId": tx.pk,
@@ -378,20 +373,6 @@ def transactions_for_key(
             }
         )
     return result
-
-
-def _live_registers(transaction_ids: list[int]) -> dict[int, float]:
-    registers: dict[int, float] = {}
-    for tx_id in transaction_ids:
-        value = (
-            MeterSample.objects.filter(transaction_id=tx_id, energy_wh__isnull=False)
-            .order_by("-timestamp")
-            .values_list("energy_wh", flat=True)
-            .first()
-        )
-        if value is not None:
-            registers[tx_id] = value
-    return registers
 
 
 # --- Event replay ---------------------------------------------------------------------
