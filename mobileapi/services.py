@@ -23,7 +23,6 @@ from csms.models import Event, EventCounter
 from mobileapi.messages import PUBLIC_KINDS
 from mobileapi.models import ApiKey, MobileSession, Scope, generate_key, hash_key
 from stations import rules, selectors, values
-from stations.actors import Actor, ActorKind
 from stations.errors import DomainError, Forbidden, NotFound, Unauthorized
 from stations.models import Connector, IdTag, MeterSample, Station, Transaction
 from stations.services import iso
