@@ -131,7 +131,7 @@ def provision_station(
     a known station that has none: after this, the station can authenticate.
     """
     if not wire.is_station_id(station_id):
-        raise InvalidValue(f"{station_id!r} is not a station identity (1 to 64 characters, no '/')")
+        raise InvalidValue(f"{station_id!r} is not a station identity (1 to 64 characters, no spaces, '/' or '\\')")
     if name is not None:
         values.column_text(Station, "name", name, "name")
     if password == "":
