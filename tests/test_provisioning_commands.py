@@ -96,9 +96,9 @@ def test_station_list_and_remove():
     run("station", "add", "b2", "--password", PASSWORD, "--accepted")
     run("station", "add", "a1", "--name", "Depot", "--password", PASSWORD, "--accepted")
     assert run("station", "list").splitlines() == [
-        "ID  NAME   REGISTRATION  SOCKET   PASSWORD  LAST BOOT",
-        "a1  Depot  Accepted      offline  yes",
-        "b2         Accepted      offline  yes",
+        "ID  NAME   REGISTRATION  SOCKET   OCPP  PASSWORD  LAST BOOT",
+        "a1  Depot  Accepted      offline  1.6   yes",
+        "b2         Accepted      offline  1.6   yes",
     ]
     assert run("station", "remove", "a1") == "Removed station a1\n"
     assert run("station", "remove", "a1") == "No station a1: nothing to remove\n"

@@ -45,14 +45,14 @@ class Command(BaseCommand):
 
     def _list(self, options: dict[str, Any]) -> None:
         rows = [
-            (s.pk, s.name, s.registration_status, "online" if s.is_online else "offline",
-             "yes" if s.password_hash else "no", s.last_boot_at.isoformat(timespec="seconds") if s.last_boot_at else "")
+            (s.pk, s.name, s.registration_status, "online" if s.is_online else "offline", s.ocpp_version,
+             "yes" if s.password_hash else "no", services.iso(s.last_boot_at) or "")
             for s in Station.objects.order_by("pk")
         ]
         if not rows:
             self.stdout.write("No stations")
             return
-        table(("ID", "NAME", "REGISTRATION", "SOCKET", "PASSWORD", "LAST BOOT"), rows, self.stdout.write)
+        table(("ID", "NAME", "REGISTRATION", "SOCKET", "OCPP", "PASSWORD", "LAST BOOT"), rows, self.stdout.write)
 
     def _remove(self, options: dict[str, Any]) -> None:
         station_id = options["station_id"]
