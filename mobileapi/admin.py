@@ -20,15 +20,8 @@ from csms.admin_filters import InputFilter, ReadOnlyAdmin
 from csms.admin_site import show_once
 from mobileapi import services
 from mobileapi.models import ApiKey, MobileSession, Scope
+from stations.admin.display import short_time
 from stations.admin.operations import actor_of
-
-
-def _short(value) -> str:
-    """A list's time: to the minute, the year only when it is not this one."""
-    if not value:
-        return ""
-    local = timezone.localtime(value)
-    return local.strftime("%m-%d %H:%M" if local.year == timezone.localtime().year else "%Y-%m-%d %H:%M")
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -188,11 +181,11 @@ class MobileSessionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="connected", ordering="connected_at")
     def connected(self, session: MobileSession) -> str:
-        return _short(session.connected_at)
+        return short_time(session.connected_at)
 
     @admin.display(description="last message", ordering="last_message_at")
     def last_message(self, session: MobileSession) -> str:
-        return _short(session.last_message_at) or "—"
+        return short_time(session.last_message_at) or "—"
 
     @admin.display(description="subscriptions")
     def subscription_summary(self, session: MobileSession) -> str:
