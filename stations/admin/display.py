@@ -33,13 +33,5 @@ def started_by(tx: Transaction) -> str:
     return "charger (local)"
 
 
-def energy_wh_now(tx: Transaction) -> float | None:
-    """The session's energy: final once stopped, else from the latest register (the ``register`` annotation)."""
-    if tx.energy_wh is not None:
-        return tx.energy_wh
-    register = getattr(tx, "register", None)
-    return None if register is None else max(register - tx.meter_start, 0)
-
-
 def transaction_state(tx: Transaction) -> str:
     return "Active" if tx.stopped_at is None else "Completed"

@@ -10,8 +10,9 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from csms.formatting import kwh
-from stations.admin.display import energy_wh_now, started_by, transaction_state
+from stations.admin.display import started_by, transaction_state
 from stations.models import Transaction
+from stations.selectors import session_energy_wh
 
 CSV_COLUMNS = ("transaction", "station", "connector", "idTag", "started_by", "started_at", "stopped_at",
                "duration_s", "energy_kwh", "cost", "currency", "status", "stop_reason")
@@ -30,7 +31,7 @@ def _row(tx: Transaction) -> list[object]:
         timezone.localtime(tx.started_at).isoformat(),
         timezone.localtime(tx.stopped_at).isoformat() if tx.stopped_at else "",
         tx.duration_seconds if tx.duration_seconds is not None else "",
-        kwh(energy_wh_now(tx), 3), "" if tx.cost is None else f"{tx.cost:.2f}", tx.currency,
+        kwh(session_energy_wh(tx), 3), "" if tx.cost is None else f"{tx.cost:.2f}", tx.currency,
         transaction_state(tx), tx.stop_reason,
     ]
 

@@ -19,10 +19,10 @@ from csms import admin_events
 from csms.admin_site import show_once
 from csms.formatting import duration, kwh, money
 from csms.models import Event
-from stations import commands, rules, selectors, services, values
+from stations import commands, rules, selectors, services
 from stations.admin.display import local_time, number, started_by
 from stations.admin.operations import OPERATIONS, PANEL, ChangeConfigurationForm, RegistrationForm, actor_of
-from stations.models import MeterSample, Station, Transaction
+from stations.models import Station, Transaction
 
 RECENT = 15
 
@@ -72,19 +72,19 @@ class StationAdmin(admin.ModelAdmin):
     def overview(self, station: Station) -> dict[str, Any]:
         """What a support agent looks at first: status, connectors with their live transaction, events."""
         connectors = list(station.connectors.filter(number__gt=0).select_related(
-            "current_transaction__started_by_key", "current_transaction__started_by_user").order_by("number"))
+            "current_transaction__started_by_key", "current_transaction__started_by_user").annotate(
+            register=selectors.latest_register("current_transaction"),
+            power=selectors.latest_reading("power_w", "current_transaction"),
+        ).order_by("number"))
         rows = []
         for connector in connectors:
             tx = connector.current_transaction
             live = None
             if tx is not None:
-                sample = (MeterSample.objects.filter(values.readable("timestamp"), transaction=tx)
-                          .order_by("-timestamp").values("energy_wh", "power_w").first()) or {}
-                energy = sample.get("energy_wh")
                 live = {
                     "tx": tx, "by": started_by(tx), "since": duration((timezone.now() - tx.started_at).total_seconds()),
-                    "energy": kwh(None if energy is None else max(energy - tx.meter_start, 0)),
-                    "power": number(sample.get("power_w"), 1, 1000),
+                    "energy": kwh(rules.session_energy_wh(getattr(connector, "register"), tx.meter_start)),
+                    "power": number(getattr(connector, "power"), 1, 1000),
                 }
             rows.append({"connector": connector, "live": live,
                          "busy": connector.status in rules.BUSY_STATUSES or tx is not None})

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from csms.admin_filters import ReadOnlyAdmin, StationIdFilter
 from csms.formatting import duration, kwh, money
-from stations import charts, selectors, services, values
-from stations.admin.display import energy_wh_now, local_time, number, short_time, started_by, transaction_state
+from stations import charts, rules, selectors, services, values
+from stations.admin.display import local_time, number, short_time, started_by, transaction_state
 from stations.admin.exports import transactions_csv
 from stations.models import MeterSample, Transaction
 
@@ -60,7 +60,7 @@ class TransactionAdmin(ReadOnlyAdmin):
                        "cost_detail", "tariff", "chart", "samples")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Transaction]:
-        return super().get_queryset(request).annotate(register=selectors.latest_register())
+        return selectors.with_latest_register(super().get_queryset(request))
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Transaction],
                            search_term: str) -> tuple[QuerySet[Transaction], bool]:
@@ -94,7 +94,7 @@ class TransactionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="energy, kWh", ordering="energy_wh")
     def energy(self, tx: Transaction) -> str:
-        value = kwh(energy_wh_now(tx))
+        value = kwh(selectors.session_energy_wh(tx))
         return f"{value} so far" if value and tx.stopped_at is None else value
 
     @admin.display(description="cost", ordering="cost")
@@ -134,7 +134,7 @@ class TransactionAdmin(ReadOnlyAdmin):
     def chart(self, tx: Transaction) -> str:
         points = [
             charts.Point(s.timestamp, None if s.power_w is None else s.power_w / 1000,
-                         None if s.energy_wh is None else max(s.energy_wh - tx.meter_start, 0) / 1000)
+                         None if s.energy_wh is None else rules.session_energy_wh(s.energy_wh, tx.meter_start) / 1000)
             for s in self._samples(tx)
         ]
         if points:  # the session starts at 0 kWh delivered, at its start, not at the first sample
