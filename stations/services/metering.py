@@ -262,9 +262,8 @@ def _announce_meter(
     baseline = previous if previous is not None else (tx.meter_start if tx else None)
     register = newest.energy_wh
     # "energy" is what this session has delivered (the documents' 7500 Wh mid-way,
-    # 15500 Wh at the end), not the meter's lifetime register. Registers are
-    # plausible by now (never below meterStart); max() keeps rows from before that.
-    energy = values.wh(max(register - tx.meter_start, 0) if register is not None and tx else register)
+    # 15500 Wh at the end), not the meter's lifetime register (outside a session: the register).
+    energy = rules.session_energy_wh(register, tx.meter_start) if register is not None and tx else values.wh(register)
     emit(
         "meter.update",
         station_id,

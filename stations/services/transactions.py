@@ -238,7 +238,7 @@ def _close(tx: Transaction, meter_stop: Any, stopped_at: dt.datetime, reason: st
     elapsed = (tx.stopped_at - tx.started_at).total_seconds()
     tx.meter_stop = _stop_register(tx, meter_stop, elapsed, problems)
     tx.stop_reason = reason
-    tx.energy_wh = tx.meter_stop - tx.meter_start
+    tx.energy_wh = rules.session_energy_wh(tx.meter_stop, tx.meter_start)
     price(tx, problems)
     tx.save()
     Connector.objects.filter(pk=tx.connector_id, current_transaction=tx).update(current_transaction=None)
