@@ -1,6 +1,7 @@
 # make run  - set up and serve the CSMS (SQLite + in-memory channel layer) on :$(PORT)
 # make demo - the same plus a simulated charger fora072 with connectors 1-4
 # make test - set up and run the whole test suite
+# make test-fast - only the fast tier (tests/fast: the services without sockets, in seconds)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,7 +21,7 @@ DAPHNE_ARGS += -e ssl:$(TLS_PORT):interface=$(HOST):privateKey=$(TLS_KEY):certKe
 export TLS_PORTS = $(TLS_PORT)
 endif
 
-.PHONY: run demo test setup setup-test system-packages dev-cert clean
+.PHONY: run demo test test-fast setup setup-test system-packages dev-cert clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +71,9 @@ dev-cert:
 test: setup-test
 	$(BIN)/ruff check csms stations mobileapi tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -q tests/fast $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-db.sqlite3* artifacts

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 
 from csms import admin_events
@@ -16,11 +20,11 @@ class KindFilter(admin.SimpleListFilter):
     title = "type"
     parameter_name = "kind"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         kinds = Event.objects.order_by("kind").values_list("kind", flat=True).distinct()
         return [(kind, kind) for kind in kinds]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
         return queryset.filter(kind=self.value()) if self.value() else queryset
 
 
@@ -29,8 +33,9 @@ class ActorFilter(InputFilter):
     parameter_name = "actor"
     placeholder = "user:<name> or apikey:<id>"
 
-    def queryset(self, request, queryset):
-        return queryset.filter(actor=self.value().strip()) if self.value() else queryset
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
+        value = self.value()
+        return queryset.filter(actor=value.strip()) if value else queryset
 
 
 @admin.register(Event)
@@ -46,7 +51,7 @@ class EventAdmin(ReadOnlyAdmin):
     fields = ("seq", "event_id", "created_at", "kind", "station_id", "actor", "payload")
     readonly_fields = fields
 
-    def get_changelist_instance(self, request):
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
         # One query for the page's API key names, not one per row.
         changelist = super().get_changelist_instance(request)
         names = admin_events.actor_names(event.actor for event in changelist.result_list)

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, URLResolver, path, reverse
 
 from stations import selectors
 
@@ -21,18 +21,18 @@ class CsmsAdminSite(admin.AdminSite):
     index_title = "Network"
     site_url = None  # no public site besides the admin and the APIs
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern | URLResolver]:
         return [
             path("dashboard/", self.admin_view(self.dashboard), name="dashboard"),
             path("shown-once/<str:token>/", self.admin_view(self.shown_once), name="shown_once"),
             *super().get_urls(),
         ]
 
-    def index(self, request, extra_context=None):
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         extra_context = {**(extra_context or {}), "dashboard": selectors.network_summary()}
         return super().index(request, extra_context)
 
-    def dashboard(self, request):
+    def dashboard(self, request: HttpRequest) -> TemplateResponse:
         """The dashboard alone, for the index page's refresh without a reload."""
         context = {**self.each_context(request), "dashboard": selectors.network_summary()}
         return TemplateResponse(request, "admin/dashboard.html", context)

@@ -8,9 +8,12 @@ effect on every server process within MOBILE_SESSION_CHECK_SECONDS.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -48,11 +51,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ("prefix_display", "created_at", "last_used_at", "sessions_link")
     actions = ("deactivate", "reactivate")
 
-    def get_fields(self, request, obj=None):
-        base = ["name", "scopes", "id_tags", "is_active"]
-        return base if obj is None else ["prefix_display", *base, "created_at", "last_used_at", "sessions_link"]
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
+        base = ("name", "scopes", "id_tags", "is_active")
+        return base if obj is None else ("prefix_display", *base, "created_at", "last_used_at", "sessions_link")
 
-    def get_queryset(self, request) -> QuerySet[ApiKey]:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
         live = Q(sessions__ended_at__isnull=True, sessions__seen_at__gte=timezone.now() - services.SESSION_LOST_AFTER)
         return super().get_queryset(request).prefetch_related("id_tags").annotate(
             n_live=Count("sessions", filter=live)
@@ -72,14 +75,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="live sessions", ordering="n_live")
     def live_sessions(self, key: ApiKey) -> int:
-        return key.n_live
+        return getattr(key, "n_live")  # annotated by get_queryset
 
     @admin.display(description="sessions")
     def sessions_link(self, key: ApiKey) -> str:
         url = reverse("admin:mobileapi_mobilesession_changelist") + f"?api_key__id__exact={key.pk}"
         return render_to_string("admin/mobileapi/apikey/sessions_link.html", {"url": url})
 
-    def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         data = form.cleaned_data
         if change:
             services.update_api_key(obj.pk, name=data["name"], scopes=data["scopes"], id_tags=list(data["id_tags"]),
@@ -90,12 +93,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if not data["is_active"]:
             services.set_key_active(key.pk, False)
         obj.pk, obj.prefix, obj.key_hash = key.pk, key.prefix, key.key_hash
-        request._created_api_key = raw_key  # for response_add, this request only
+        setattr(request, "_created_api_key", raw_key)  # for response_add, this request only
 
-    def save_related(self, request, form, formsets, change) -> None:
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         pass  # the service wrote the bound idTags
 
-    def response_add(self, request, obj: ApiKey, post_url_continue=None):
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
         raw_key = getattr(request, "_created_api_key", None)
         if raw_key is None:
             return super().response_add(request, obj, post_url_continue)
@@ -107,13 +110,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Deactivate selected keys (their live sessions end)", permissions=["change"])
-    def deactivate(self, request, queryset) -> None:
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key_id in queryset.values_list("pk", flat=True):
             services.set_key_active(key_id, False)
         self.message_user(request, f"Deactivated {queryset.count()} key(s); their live sessions end within seconds.")
 
     @admin.action(description="Reactivate selected keys", permissions=["change"])
-    def reactivate(self, request, queryset) -> None:
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key_id in queryset.values_list("pk", flat=True):
             services.set_key_active(key_id, True)
         self.message_user(request, f"Reactivated {queryset.count()} key(s).")
@@ -125,10 +128,10 @@ class SessionStateFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("live", "Live"), ("ended", "Ended")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[MobileSession]) -> QuerySet[MobileSession]:
         fresh = timezone.now() - services.SESSION_LOST_AFTER
         if self.value() == "live":
             return queryset.filter(ended_at__isnull=True, seen_at__gte=fresh)
@@ -144,10 +147,11 @@ class ConnectedAtFilter(InputFilter):
     parameter_name = "at"
     placeholder = "YYYY-MM-DD HH:MM"
 
-    def queryset(self, request, queryset):
-        if not self.value():
+    def queryset(self, request: HttpRequest, queryset: QuerySet[MobileSession]) -> QuerySet[MobileSession]:
+        value = self.value()
+        if not value:
             return queryset
-        moment = parse_datetime(self.value().strip().replace("T", " "))
+        moment = parse_datetime(value.strip().replace("T", " "))
         if moment is None:
             messages.warning(request, "Give the time as YYYY-MM-DD HH:MM")
             return queryset
@@ -172,7 +176,7 @@ class MobileSessionAdmin(ReadOnlyAdmin):
               "end_requested_at", "end_requested_by")
     readonly_fields = fields
 
-    def has_end_permission(self, request) -> bool:
+    def has_end_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("mobileapi.end_mobilesession")
 
     @admin.display(description="connection")
@@ -211,7 +215,7 @@ class MobileSessionAdmin(ReadOnlyAdmin):
         return "Live"
 
     @admin.action(description="End selected sessions", permissions=["end"])
-    def end_sessions(self, request, queryset) -> None:
+    def end_sessions(self, request: HttpRequest, queryset: QuerySet[MobileSession]) -> None:
         count = services.request_session_end(list(queryset.values_list("pk", flat=True)), actor=actor_of(request.user))
         self.message_user(request, f"Asked to end {count} live session(s); the app is told and disconnected "
                                    "within seconds.")

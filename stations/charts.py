@@ -105,7 +105,7 @@ def time_ticks(start: dt.datetime, end: dt.datetime) -> tuple[list[dt.datetime],
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     offset = (local - midnight).total_seconds()
     first = midnight + dt.timedelta(seconds=math.ceil(offset / step - 1e-9) * step)
-    ticks = []
+    ticks: list[dt.datetime] = []
     at = first
     while at <= end and len(ticks) <= MAX_TIME_TICKS + 1:
         ticks.append(at)

@@ -8,12 +8,11 @@ from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
 
 from csms import admin_events
 from csms.admin_site import show_once
@@ -35,7 +34,8 @@ class StationStatusFilter(admin.SimpleListFilter):
         return [(status, status) for status in selectors.STATION_STATUSES]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Station]) -> QuerySet[Station]:
-        return selectors.filter_station_status(queryset, self.value()) if self.value() else queryset
+        value = self.value()
+        return selectors.filter_station_status(queryset, value) if value else queryset
 
 
 @admin.register(Station)
@@ -154,7 +154,7 @@ class StationAdmin(admin.ModelAdmin):
 
     def operate_view(self, request: HttpRequest, object_id: str, operation: str) -> HttpResponse:
         if request.method != "POST":
-            return require_POST(lambda r: None)(request)
+            return HttpResponseNotAllowed(["POST"])
         station = self._station(request, object_id)
         self._run(request, station, operation)
         back = request.POST.get("next") or reverse("admin:stations_station_change", args=[station.pk])
