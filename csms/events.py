@@ -130,7 +130,8 @@ def atomic() -> transaction.Atomic:
 @contextmanager
 def batching() -> Iterator[list[tuple[Event, bool]]]:
     """Collect the events emitted in this thread until ``number_batch``."""
-    _batch.events = pending = []
+    pending: list[tuple[Event, bool]] = []
+    _batch.events = pending
     try:
         yield pending
     finally:
@@ -165,7 +166,8 @@ def _dispatch(message: EventMessage) -> None:
 @contextmanager
 def collecting() -> Iterator[list[EventMessage]]:
     previous = getattr(_collector, "messages", None)
-    _collector.messages = messages = []
+    messages: list[EventMessage] = []
+    _collector.messages = messages
     try:
         yield messages
     finally:

@@ -105,12 +105,12 @@ class PushHub:
 
     def _candidates(self, event: EventMessage) -> list[Listener]:
         """The listeners that may want ``event`` (each decides in its ``push``)."""
-        groups = [self._by_station.get(event.get("stationId", "")), self._everywhere]
+        offered: list[set[Listener] | None] = [self._by_station.get(event.get("stationId", "")), self._everywhere]
         if event.get("kind") in OWN_KINDS:
-            groups.append(self._commanders)
+            offered.append(self._commanders)
         if len(self._interest) < len(self.listeners):  # listeners without interest(): offered everything
-            groups.append(self.listeners - self._interest.keys())
-        groups = [group for group in groups if group]
+            offered.append(self.listeners - self._interest.keys())
+        groups = [group for group in offered if group]
         if len(groups) <= 1:
             return list(groups[0]) if groups else []
         return list(set().union(*groups))

@@ -21,7 +21,7 @@ _DELTA_FIELDS = ("stationId", "connectorId", "transactionId", "timestamp", "delt
 _UPDATE_FIELDS = ("stationId", "connectorId", "transactionId", "timestamp", "energy", "power", "current", "voltage", "soc")
 
 
-def dumps(message: dict[str, Any]) -> str:
+def dumps(message: Any) -> str:
     # allow_nan=False: NaN and Infinity are not JSON, and no client must get them.
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 

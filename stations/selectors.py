@@ -9,7 +9,7 @@ shows; each is checked against the pure rule it mirrors (``rules.station_status`
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
@@ -17,10 +17,23 @@ from django.utils import timezone
 from stations import rules
 from stations.models import Connector, MeterSample, Station, Transaction
 
+if TYPE_CHECKING:  # django-stubs-ext is a development requirement (mypy), not a runtime one
+    from django_stubs_ext import WithAnnotations
+
 STATION_STATUSES = ("Offline", "Charging", "Available", "PartiallyAvailable", "Unavailable")
 
 
-def with_connector_counts(stations: QuerySet[Station]) -> QuerySet[Station]:
+class ConnectorCounts(TypedDict):
+    n_connectors: int
+    n_available: int
+    n_charging: int
+
+
+class LatestRegister(TypedDict):
+    register: float | None
+
+
+def with_connector_counts(stations: QuerySet[Station]) -> QuerySet[WithAnnotations[Station, ConnectorCounts]]:
     real = Q(connectors__number__gt=0)
     return stations.annotate(
         n_connectors=Count("connectors", filter=real),
@@ -64,7 +77,9 @@ def latest_register(transaction: str = "pk") -> Subquery:
     return latest_reading("energy_wh", transaction)
 
 
-def with_latest_register(transactions: QuerySet[Transaction]) -> QuerySet[Transaction]:
+def with_latest_register(
+    transactions: QuerySet[Transaction],
+) -> QuerySet[WithAnnotations[Transaction, LatestRegister]]:
     """Transactions annotated with ``register``, for ``session_energy_wh`` (one query for the lot)."""
     return transactions.annotate(register=latest_register())
 
