@@ -1,9 +1,9 @@
 """The OCPP-J WebSocket consumer: negotiate, authenticate, pre-parse, dispatch.
 
-Domain work happens in ``stations.services``; routing and schema validation
-are the ``ocpp`` library's, fed the frame parsed here
-(``ChargePoint16.handle_frame``, the library's ``route_message`` without the
-second parse).
+Domain work happens in ``stations.services``; the OCPP version's adapter
+(``stations.ocpp``, picked from the negotiated subprotocol) routes and
+validates, fed the frame parsed here (1.6: ``ChargePoint16.handle_frame``, the
+library's ``route_message`` without the second parse).
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ from urllib.parse import unquote
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from ocpp.exceptions import OCPPError
-from ocpp.v16.enums import Action
 
 from csms import groupcommit, lockout, metrics, wire
 from csms.admission import handshake_abandoned
 from csms.consumers import DirectDispatchMixin, TeardownMixin
 from csms.layers import ChannelLayerUnavailable
 from csms.tls import is_secure
+from stations import ocpp as adapters
 from stations import services
 from stations.activity import tracker
-from stations.ocpp import v16
 from stations.presence import presence
 
 log = logging.getLogger("stations.ocpp")
@@ -45,13 +44,12 @@ MAX_FRAME_BYTES = 256 * 1024
 # sampledValue); transactionData of a long session can hold thousands of readings.
 FRAME_LIMITS = wire.Limits(max_depth=16, max_items=4096)
 _UNIQUE_ID = re.compile(r'^\s*\[\s*[234]\s*,\s*"([^"\\]{1,64})"')
-# Charger requests refused while a station is not Accepted (OCPP 1.6 4.2.1).
-_NEEDS_ACCEPTANCE = frozenset({"Authorize", "StartTransaction"})
+# Error codes as the library names them; the adapter spells them as its version does.
+FORMAT_VIOLATION = "FormatViolation"
+
+
 # Metric labels stay bounded: an action name a charger invents is "unknown".
-_KNOWN_ACTIONS = frozenset(action.value for action in Action)
-
-
-@functools.lru_cache(maxsize=len(_KNOWN_ACTIONS) + 2)
+@functools.lru_cache(maxsize=sum(len(a.charger_actions) for a in adapters.ADAPTERS.values()) + 2)
 def _action_metrics(action: str) -> tuple[Any, Any]:
     """The counter and histogram children of a handled action (``labels()`` takes a lock per call)."""
     return metrics.messages.labels("ocpp", action, "ok"), metrics.message_seconds.labels("ocpp", action)
@@ -71,7 +69,8 @@ def basic_auth_password(scope: dict[str, Any], station_id: str) -> str | None:
 
 class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
     station_id: str = ""
-    charge_point: v16.ChargePoint16 | None = None
+    adapter: adapters.Adapter
+    charge_point: adapters.ChargePoint | None = None
     dropped_results = 0  # CALLRESULTs/CALLERRORs that answered no call of ours
     present = False  # marked online on this socket (and in this process's presence)
     command_tasks: frozenset[asyncio.Task] | set[asyncio.Task] = frozenset()  # CSMS calls in flight
@@ -84,7 +83,8 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
             self.station_id = ""
             await self.close()  # before accept(): HTTP 403
             return
-        if v16.SUBPROTOCOL not in self.scope.get("subprotocols", []):
+        adapter = adapters.negotiate(self.scope.get("subprotocols", []))
+        if adapter is None:
             log.warning("[OCPP:connect] station=%s refused: no supported subprotocol in %s",
                         self.station_id, self.scope.get("subprotocols"))
             await self.close()  # before accept(): HTTP 403
@@ -113,13 +113,14 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
             await self.close()
             return
         status = decision.registration_status
-        self.charge_point = v16.ChargePoint16(self.station_id, self, status)
+        self.adapter = adapter
+        self.charge_point = adapter.charge_point(self.station_id, self, status)
         # Online only once the socket is accepted: a handshake the server or
         # the client abandons before that must leave no station online
         # (measured: 1,811 stations online with 400 sockets open after a storm).
         # The charger's first message is read after this method returns, so
         # it finds the station online.
-        await self.accept(v16.SUBPROTOCOL)
+        await self.accept(adapter.subprotocol)
         if handshake_abandoned(self.scope):
             log.info("[OCPP:connect] station=%s left during the handshake", self.station_id)
             return
@@ -187,6 +188,7 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
         unique_id, code, description = problem
         if code == "dropped":
             return
+        code = self.adapter.error_code(code)
         metrics.messages.labels("ocpp", self.action, code).inc()
         log.warning("[OCPP:invalid] station=%s %s: %s (frame: %s)", self.station_id, code, description,
                     wire.excerpt(text_data))
@@ -200,32 +202,33 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
         metrics.messages.labels("ocpp", self.action, "InternalError").inc()
         match = _UNIQUE_ID.match(text)
         if match and text.lstrip("[ ").startswith("2"):
-            await self.send(json.dumps([4, match.group(1), "InternalError", f"Internal error {correlation_id}", {}]))
+            await self.send(json.dumps([4, match.group(1), self.adapter.error_code("InternalError"),
+                                        f"Internal error {correlation_id}", {}]))
 
     def _check_frame(self, text: str) -> tuple[str | None, str, str] | None:
         """Why a frame cannot be routed: (unique id or None, error code, text); None if it can.
 
         The ocpp library answers nothing to a malformed frame, so frames are
-        checked here and answered with the CALLERROR OCPP-J 1.6 names
-        wherever a message id can be read. Results that answer no call of
+        checked here and answered with the CALLERROR OCPP-J names (in the
+        adapter's spelling) wherever a message id can be read. Results that answer no call of
         ours are dropped (code "dropped"): the library would queue them for a
         call that never reads them.
         """
         if len(text) > MAX_FRAME_BYTES:
             match = _UNIQUE_ID.match(text)
-            return (match.group(1) if match else None), "FormationViolation", "Message too large"
+            return (match.group(1) if match else None), FORMAT_VIOLATION, "Message too large"
         try:
             frame = self.frame = wire.parse(text, FRAME_LIMITS)
         except wire.WireError as error:
             match = _UNIQUE_ID.match(text)
-            return (match.group(1) if match else None), "FormationViolation", str(error)
+            return (match.group(1) if match else None), FORMAT_VIOLATION, str(error)
         if not isinstance(frame, list) or len(frame) < 2 or not isinstance(frame[1], str):
-            return None, "FormationViolation", "Message is not an OCPP-J array with a unique id"
+            return None, FORMAT_VIOLATION, "Message is not an OCPP-J array with a unique id"
         unique_id, message_type = frame[1], frame[0]
         if len(unique_id) > 36:
-            return None, "FormationViolation", "The unique id is longer than 36 characters"
+            return None, FORMAT_VIOLATION, "The unique id is longer than 36 characters"
         if message_type not in (2, 3, 4) or isinstance(message_type, bool):
-            return unique_id, "FormationViolation", f"Unknown message type {str(message_type)[:20]}"
+            return unique_id, FORMAT_VIOLATION, f"Unknown message type {str(message_type)[:20]}"
         if message_type != 2:
             if not self.charge_point.expects_result(unique_id):
                 metrics.unmatched_results.inc()
@@ -238,11 +241,12 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
         if len(frame) < 4:
             return unique_id, "ProtocolError", "CALL needs [2, uniqueId, action, payload]"
         if len(frame) > 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
-            return unique_id, "FormationViolation", "CALL must be [2, uniqueId, action, {payload}]"
-        self.action = frame[2] if frame[2] in _KNOWN_ACTIONS else "unknown"
+            return unique_id, FORMAT_VIOLATION, "CALL must be [2, uniqueId, action, {payload}]"
+        adapter = self.adapter
+        self.action = frame[2] if frame[2] in adapter.charger_actions else "unknown"
         log.info("[OCPP:%s] station=%s id=%s", self.action if self.action != "unknown" else wire.excerpt(frame[2], 40),
                  self.station_id, unique_id)
-        if frame[2] in _NEEDS_ACCEPTANCE and self.charge_point.registration_status != "Accepted":
+        if frame[2] in adapter.needs_acceptance and self.charge_point.registration_status != "Accepted":
             return unique_id, "SecurityError", f"Station registration is {self.charge_point.registration_status}"
         return None
 

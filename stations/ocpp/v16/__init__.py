@@ -1,7 +1,23 @@
 """OCPP 1.6J: the central-system ChargePoint and its handlers, one module per action family."""
 
-from stations.ocpp.v16.charge_point import ChargePoint16
+from ocpp.v16.enums import Action
+
+from stations.ocpp.adapter import Adapter
+from stations.ocpp.v16.charge_point import ERROR_CODES_16, ChargePoint16
+from stations.ocpp.v16.commands import COMMANDS, CSMS_ACTIONS, recorded_answer
 
 SUBPROTOCOL = "ocpp1.6"
 
-__all__ = ["ChargePoint16", "SUBPROTOCOL"]
+ADAPTER = Adapter(
+    version="1.6",
+    subprotocol=SUBPROTOCOL,
+    charge_point=ChargePoint16,
+    charger_actions=frozenset(action.value for action in Action),
+    needs_acceptance=frozenset({"Authorize", "StartTransaction"}),  # refused until Accepted (OCPP 1.6 4.2.1)
+    csms_actions=CSMS_ACTIONS,
+    commands=COMMANDS,
+    error_codes=ERROR_CODES_16,
+    recorded_answer=recorded_answer,
+)
+
+__all__ = ["ADAPTER", "SUBPROTOCOL", "ChargePoint16"]
