@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
+from functools import partial
 
 from stations import values
 from stations.errors import InvalidValue
-from stations.models import Connector
+from stations.models import Connector, Evse
 
 log = logging.getLogger("stations.services")
 
@@ -27,12 +28,22 @@ def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> tuple
     them all by position, so binding (a few µs per message) is only for the other calls."""
     if not kwargs and len(args) == len(signature.parameters):
         return args
-    return signature.bind(*args, **kwargs).args
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound.args
 
 
 def _connector(station_id: str, number: int) -> Connector:
-    connector, _ = Connector.objects.get_or_create(station_id=station_id, number=number)
+    """A 1.6 connector (connector 1 of EVSE ``number``), made with its EVSE on first sight."""
+    defaults = {"evse": partial(_evse, station_id, number)} if number else {}  # 0: the station, no EVSE
+    connector, _ = Connector.objects.get_or_create(station_id=station_id, number=number, connector_id=1,
+                                                   defaults=defaults)
     return connector
+
+
+def _evse(station_id: str, number: int) -> Evse:
+    evse, _ = Evse.objects.get_or_create(station_id=station_id, number=number)
+    return evse
 
 
 def _locked_connector(station_id: str, number: int) -> Connector:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from csms.events import atomic, emit
 from stations import rules
 from stations.errors import DomainError
-from stations.models import Station
+from stations.models import OcppVersion, Station
 from stations.services._common import _arguments, iso
 
 # --- Station credentials (security profile 1) ----------------------------------------
@@ -113,23 +113,24 @@ check_station_connect.many = _check_station_connect_many  # type: ignore[attr-de
 
 # --- Connection lifecycle ---------------------------------------------------------------
 
-def station_connected(station_id: str, channel_name: str) -> str:
-    """Mark the station online on this channel; return the channel it replaces ("" if none).
+def station_connected(station_id: str, channel_name: str, ocpp_version: str = OcppVersion.V16) -> str:
+    """Mark the station online on this channel, speaking ``ocpp_version`` (the negotiated
+    subprotocol's); return the channel it replaces ("" if none).
 
     Only for a socket already accepted: a station is online only while a socket
     is really open (a handshake abandoned before its accept must leave no trace).
     """
     with atomic():
         station = Station.objects.select_for_update().only(*_ONLINE_FIELDS).get(pk=station_id)
-        previous = _mark_online(station, channel_name, timezone.now())
+        previous = _mark_online(station, channel_name, ocpp_version, timezone.now())
         station.save(update_fields=_ONLINE_FIELDS[1:])
     return previous
 
 
-_ONLINE_FIELDS = ("id", "is_online", "channel_name", "connected_at", "last_activity")
+_ONLINE_FIELDS = ("id", "is_online", "channel_name", "connected_at", "last_activity", "ocpp_version")
 
 
-def _mark_online(station: Station, channel_name: str, now: dt.datetime) -> str:
+def _mark_online(station: Station, channel_name: str, ocpp_version: str, now: dt.datetime) -> str:
     previous = station.channel_name if station.is_online else ""
     if not station.is_online:
         emit("station.connected", station.pk, {"stationId": station.pk, "timestamp": iso(now)})
@@ -137,6 +138,7 @@ def _mark_online(station: Station, channel_name: str, now: dt.datetime) -> str:
     station.channel_name = channel_name
     station.connected_at = now
     station.last_activity = now
+    station.ocpp_version = ocpp_version
     return previous
 
 
@@ -144,19 +146,22 @@ def _station_connected_many(calls: list[tuple[tuple, dict]]) -> list[tuple[bool,
     """``station_connected`` for the sockets of one group commit: one query locks every
     station, one UPDATE marks them online. None (one by one) if a station comes twice."""
     wanted = [_arguments(_STATION_CONNECTED, args, kwargs) for args, kwargs in calls]
-    if len({station_id for station_id, _ in wanted}) < len(wanted):
+    if len({station_id for station_id, *_ in wanted}) < len(wanted):
         return None
     now = timezone.now()
     stations = {station.pk: station for station in Station.objects.select_for_update().only(*_ONLINE_FIELDS)
-                .filter(pk__in=[station_id for station_id, _ in wanted]).order_by("pk")}
+                .filter(pk__in=[station_id for station_id, *_ in wanted]).order_by("pk")}
     outcomes: list[tuple[bool, Any]] = []
-    for station_id, channel_name in wanted:
+    same_versions = True
+    for station_id, channel_name, ocpp_version in wanted:
         station = stations.get(station_id)
         if station is None:  # deleted since its check: what .get() raised
             outcomes.append((False, Station.DoesNotExist(f"Station {station_id} does not exist")))
             continue
-        outcomes.append((True, _mark_online(station, channel_name, now)))
-    Station.objects.bulk_update(list(stations.values()), _ONLINE_FIELDS[1:])
+        same_versions = same_versions and station.ocpp_version == ocpp_version
+        outcomes.append((True, _mark_online(station, channel_name, ocpp_version, now)))
+    # A version rarely changes: without it the UPDATE has one CASE per row less to build.
+    Station.objects.bulk_update(list(stations.values()), _ONLINE_FIELDS[1:-1] if same_versions else _ONLINE_FIELDS[1:])
     return outcomes
 
 
