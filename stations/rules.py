@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, TypedDict
 
 from stations.values import excerpt, finite
 
@@ -71,22 +72,32 @@ def compute_cost(
 class TagRecord:
     status: str
     expiry_date: dt.datetime | None
-    parent_id_tag: str | None
+    group_id: str | None
 
 
-def id_tag_info(record: TagRecord | None, *, accept_unknown: bool, now: dt.datetime) -> dict:
-    """The OCPP idTagInfo for a tag, from its row (None: not in the table)."""
+class Authorization(TypedDict):
+    """May a token charge, in no OCPP version's words; each adapter renders it (1.6: idTagInfo)."""
+
+    status: str  # an IdTagStatus: Accepted, Blocked, Expired, Invalid, ConcurrentTx
+    expires_at: dt.datetime | None
+    group_id: str | None
+
+
+def authorization(record: TagRecord | None, *, accept_unknown: bool, now: dt.datetime) -> Authorization:
+    """The authorization of a token, from its row (None: not in the table, the unknown-token policy decides)."""
     if record is None:
-        return {"status": "Accepted" if accept_unknown else "Invalid"}
+        return {"status": "Accepted" if accept_unknown else "Invalid", "expires_at": None, "group_id": None}
     status = record.status
     if status == "Accepted" and record.expiry_date is not None and record.expiry_date <= now:
         status = "Expired"
-    info: dict = {"status": status}
-    if record.expiry_date is not None:
-        info["expiryDate"] = record.expiry_date.isoformat()
-    if record.parent_id_tag:
-        info["parentIdTag"] = record.parent_id_tag
-    return info
+    return {"status": status, "expires_at": record.expiry_date, "group_id": record.group_id or None}
+
+
+def id_tag_info(record: TagRecord | None, *, accept_unknown: bool, now: dt.datetime) -> dict[str, Any]:
+    """``authorization`` as OCPP 1.6 answers it, rendered by the 1.6 adapter (tests/test_rules.py reads it here)."""
+    from stations.ocpp.v16.authorization import id_tag_info as render  # late: the adapter imports the services
+
+    return render(authorization(record, accept_unknown=accept_unknown, now=now))
 
 
 def boot_status(known: bool, registration_status: str | None, unknown_policy: str) -> str | None:

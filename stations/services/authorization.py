@@ -18,13 +18,13 @@ from stations.services._common import iso
 from stations.services.provisioning import Provisioned
 
 
-def authorize(id_tag: str) -> dict[str, Any]:
-    """The idTagInfo for a tag, from the IdTag table."""
-    row = IdTag.objects.filter(id_tag=id_tag).select_related("parent").first()
+def authorize(token: str) -> rules.Authorization:
+    """May ``token`` charge: its row in the IdTag table, or the unknown-token policy."""
+    row = IdTag.objects.filter(id_tag=token).select_related("parent").first()
     record = None
     if row is not None:
         record = rules.TagRecord(row.status, row.expiry_date, row.parent.id_tag if row.parent else None)
-    return rules.id_tag_info(record, accept_unknown=settings.OCPP_ACCEPT_UNKNOWN_IDTAGS, now=timezone.now())
+    return rules.authorization(record, accept_unknown=settings.OCPP_ACCEPT_UNKNOWN_IDTAGS, now=timezone.now())
 
 
 # --- Tokens as an operator provisions them (manage.py idtag, import_network) --------------

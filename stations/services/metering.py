@@ -17,19 +17,19 @@ from stations.services._common import _arguments, _connector, iso, log
 
 
 def record_meter_values(
-    station_id: str, connector_id: int, transaction_id: int | None, meter_value: list[dict]
+    station_id: str, evse_id: int, transaction_id: int | None, meter_value: list[dict]
 ) -> None:
     """Store a MeterValues message; announce the newest reading it added (none if it added none)."""
     received = timezone.now()
     problems = values.Problems()
-    connector_id = values.column_int(Connector, "number", connector_id, "connectorId")
+    evse_id = values.column_int(Connector, "number", evse_id, "connectorId")
     with atomic():
-        connector_pk, current = _lock_for_readings(station_id, connector_id)
-        tx = _transaction_of(connector_pk, connector_id, current, transaction_id, problems)
-        readings = _readings(station_id, connector_id, tx, meter_value, received, problems)
-        added, before = _insert_new(station_id, connector_id, readings)
+        connector_pk, current = _lock_for_readings(station_id, evse_id)
+        tx = _transaction_of(connector_pk, evse_id, current, transaction_id, problems)
+        readings = _readings(station_id, evse_id, tx, meter_value, received, problems)
+        added, before = _insert_new(station_id, evse_id, readings)
         if added:
-            _announce_meter(station_id, connector_id, tx, max(added, key=lambda row: row.timestamp), before)
+            _announce_meter(station_id, evse_id, tx, max(added, key=lambda row: row.timestamp), before)
     problems.log(log, station_id, "MeterValues")
 
 

@@ -49,7 +49,7 @@ def record_boot(station_id: str, info: dict[str, str]) -> str:
 
 def update_connector_status(
     station_id: str,
-    connector_id: int,
+    evse_id: int,
     status: str,
     error_code: str = "NoError",
     *,
@@ -59,23 +59,23 @@ def update_connector_status(
 ) -> None:
     received = timezone.now()
     problems = values.Problems()
-    connector_id = values.column_int(Connector, "number", connector_id, "connectorId")
+    evse_id = values.column_int(Connector, "number", evse_id, "connectorId")
     updated_at = _charger_time(timestamp, received, problems, strict=True)
     with atomic():
-        connector = _connector(station_id, connector_id)
+        connector = _connector(station_id, evse_id)
         connector.status = status
         connector.error_code = error_code
         connector.info = info or ""
         connector.vendor_error_code = vendor_error_code or ""
         connector.updated_at = updated_at
         connector.save()
-        if connector_id != 0:  # connector 0 is the station itself; its status is derived from the connectors
+        if evse_id != 0:  # EVSE 0 is the station itself; its status is derived from the connectors
             emit(
                 "connector.status.changed",
                 station_id,
                 {
                     "stationId": station_id,
-                    "connectorId": connector_id,
+                    "connectorId": evse_id,
                     "status": status,
                     "errorCode": None if error_code == "NoError" else error_code,
                     "transactionId": connector.current_transaction_id,

@@ -71,13 +71,14 @@ def _read_start(
 
 def start_transaction(
     station_id: str,
-    connector_id: int,
-    id_tag: str,
+    evse_id: int,
+    token: str,
     meter_start: int,
     timestamp: str | None,
     reservation_id: int | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """Allocate a transaction id, or return the same one for a re-sent message.
+) -> tuple[int, rules.Authorization]:
+    """Allocate a transaction id (the same one for a re-sent message); return it with the token's
+    authorization.
 
     A new start on a connector whose transaction is still active closes that
     one first, with reason Other: the charger has moved on (OCPP has one
@@ -85,29 +86,29 @@ def start_transaction(
     """
     received = timezone.now()
     problems = values.Problems()
-    start = _read_start(connector_id, meter_start, timestamp, reservation_id, received, problems)
-    tag_info = authorize(id_tag)
+    start = _read_start(evse_id, meter_start, timestamp, reservation_id, received, problems)
+    authorization = authorize(token)
     with atomic():
         connector = _locked_connector(station_id, start.connector_id)
         same = Transaction.objects.filter(
-            station_id=station_id, connector=connector, id_tag=id_tag, meter_start=start.meter_start
+            station_id=station_id, connector=connector, id_tag=token, meter_start=start.meter_start
         )
         existing = (same.filter(reported_start=start.reported_start) if start.reported_start
                     else same.filter(started_at=start.started_at)).first()
         if existing is not None:
             log.info("StartTransaction re-sent by %s: returning transaction %s", station_id, existing.pk)
             problems.log(log, station_id, "StartTransaction")
-            return existing.pk, tag_info
+            return existing.pk, authorization
         _close_superseded(connector, start)
-        tx = _create_transaction(station_id, connector, id_tag, start)
-        if tag_info["status"] == "Accepted":
+        tx = _create_transaction(station_id, connector, token, start)
+        if authorization["status"] == "Accepted":
             connector.current_transaction = tx
             connector.save(update_fields=["current_transaction"])
         data = {
             "transactionId": tx.pk,
             "stationId": station_id,
             "connectorId": start.connector_id,
-            "idTag": id_tag,
+            "idTag": token,
             "startTime": iso(tx.started_at),
             "meterStart": start.meter_start,
         }
@@ -115,7 +116,7 @@ def start_transaction(
             data["correlationId"] = tx.start_correlation_id
         emit("transaction.started", station_id, data, actor=_actor(tx))
     problems.log(log, station_id, "StartTransaction")
-    return tx.pk, tag_info
+    return tx.pk, authorization
 
 
 def _create_transaction(station_id: str, connector: Connector, id_tag: str, start: _Start) -> Transaction:
@@ -174,10 +175,11 @@ def stop_transaction(
     meter_stop: int,
     timestamp: str | None,
     reason: str | None = None,
-    id_tag: str | None = None,
+    token: str | None = None,
     transaction_data: list[dict] | None = None,
-) -> dict[str, Any] | None:
-    """Close a transaction, price it, store its samples; idempotent on re-send.
+) -> rules.Authorization | None:
+    """Close a transaction, price it, store its samples; idempotent on re-send. Returns the
+    authorization of the token that stopped it (None if the charger named none).
 
     A known transaction is always closed, whatever else the message carries:
     samples that cannot be taken are skipped, an implausible clock is replaced
@@ -187,7 +189,7 @@ def stop_transaction(
     """
     received = timezone.now()
     problems = values.Problems()
-    tag_info = authorize(id_tag) if id_tag else None
+    authorization = authorize(token) if token else None
     with atomic():
         # An id no column can hold matches nothing (Django 5 answers an empty query).
         number = (
@@ -206,7 +208,7 @@ def stop_transaction(
                     "meterStop": meter_stop if values.fits(Transaction, "meter_stop", meter_stop) else None,
                 },
             )
-            return tag_info
+            return authorization
         _locked_connector(station_id, number)  # before the transaction's row, in the order starts lock them
         tx = (
             Transaction.objects.select_for_update(of=("self",))
@@ -221,7 +223,7 @@ def stop_transaction(
             stopped_at = _charger_time(timestamp, received, problems)
             _close(tx, meter_stop, stopped_at, reason or "Local", problems)
     problems.log(log, station_id, "StopTransaction")
-    return tag_info
+    return authorization
 
 
 def _close(tx: Transaction, meter_stop: Any, stopped_at: dt.datetime, reason: str, problems: values.Problems) -> None:
@@ -302,8 +304,8 @@ def _online_station(station_id: str) -> Station:
 
 def prepare_remote_start(
     station_id: str,
-    connector_id: int,
-    id_tag: str,
+    evse_id: int,
+    token: str,
     *,
     correlation_id: str = "",
     api_key_id: int | None = None,
@@ -321,33 +323,33 @@ def prepare_remote_start(
     station = _online_station(station_id)
     if station.registration_status != RegistrationStatus.ACCEPTED:
         raise Conflict(f"Station {station_id} is not accepted ({station.registration_status})")
-    if connector_id == 0 or not Connector.objects.filter(station=station, number=connector_id).exists():
-        raise NotFound(f"Unknown connector {connector_id} on station {station_id}")
+    if evse_id == 0 or not Connector.objects.filter(station=station, number=evse_id).exists():
+        raise NotFound(f"Unknown connector {evse_id} on station {station_id}")
     with atomic():
         # The connector's row lock orders concurrent starts (PostgreSQL): the
         # second one sees the first one's request.
-        connector = _locked_connector(station_id, connector_id)
+        connector = _locked_connector(station_id, evse_id)
         if connector.current_transaction_id or connector.status in rules.BUSY_STATUSES:
-            raise Conflict(f"Connector {connector_id} is busy ({connector.status})")
+            raise Conflict(f"Connector {evse_id} is busy ({connector.status})")
         now = timezone.now()
         pending = (
             RemoteStartRequest.objects.filter(
                 station=station, transaction__isnull=True,
                 created_at__gte=now - dt.timedelta(seconds=settings.OCPP_COMMAND_TIMEOUT),
             )
-            .filter(Q(connector_number=connector_id) | Q(connector_number__isnull=True))
+            .filter(Q(connector_number=evse_id) | Q(connector_number__isnull=True))
             .order_by("-created_at")
             .first()
         )
         if pending is not None:
             raise Conflict(
-                f"Connector {connector_id} of station {station_id} has a remote start pending (asked "
+                f"Connector {evse_id} of station {station_id} has a remote start pending (asked "
                 f"{(now - pending.created_at).total_seconds():.1f} s ago): wait for its remote.start.result"
             )
         RemoteStartRequest.objects.create(
             station=station,
-            connector_number=connector_id,
-            id_tag=id_tag,
+            connector_number=evse_id,
+            id_tag=token,
             correlation_id=correlation_id,
             api_key_id=api_key_id,
             user_id=user_id,
@@ -357,18 +359,18 @@ def prepare_remote_start(
 def prepare_remote_stop(
     station_id: str | None,
     transaction_id: int | None,
-    connector_id: int | None,
+    evse_id: int | None,
     *,
     correlation_id: str = "",
 ) -> Transaction:
-    """Find the active transaction to stop (by id, or by station and connector)."""
+    """Find the active transaction to stop (by id, or by station and EVSE)."""
     query = Transaction.objects.filter(stopped_at__isnull=True)
     if transaction_id is not None:
         query = query.filter(pk=transaction_id)
         if station_id:
             query = query.filter(station_id=station_id)
-    elif station_id and connector_id is not None:
-        query = query.filter(station_id=station_id, connector__number=connector_id)
+    elif station_id and evse_id is not None:
+        query = query.filter(station_id=station_id, connector__number=evse_id)
     else:
         raise DomainError("Give transactionId, or stationId and connectorId")
     tx = query.select_related("connector").first()
@@ -380,8 +382,8 @@ def prepare_remote_stop(
     return tx
 
 
-def forget_remote_start(station_id: str, id_tag: str, correlation_id: str) -> None:
+def forget_remote_start(station_id: str, token: str, correlation_id: str) -> None:
     """The charger refused or never answered: nothing will start."""
     RemoteStartRequest.objects.filter(
-        station_id=station_id, id_tag=id_tag, correlation_id=correlation_id, transaction__isnull=True
+        station_id=station_id, id_tag=token, correlation_id=correlation_id, transaction__isnull=True
     ).delete()

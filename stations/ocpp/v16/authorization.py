@@ -1,6 +1,8 @@
-"""Authorize: idTagInfo from the IdTag table."""
+"""Authorize, and the idTagInfo of every answer that carries one."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ocpp.routing import on
 from ocpp.v16 import call_result
@@ -8,9 +10,20 @@ from ocpp.v16.enums import Action
 
 from stations import services
 from stations.ocpp.v16.dispatch import run
+from stations.rules import Authorization
+
+
+def id_tag_info(authorization: Authorization) -> dict[str, Any]:
+    """The 1.6 idTagInfo of a token's authorization (the answer to Authorize, StartTransaction, StopTransaction)."""
+    info: dict[str, Any] = {"status": authorization["status"]}
+    if authorization["expires_at"] is not None:
+        info["expiryDate"] = authorization["expires_at"].isoformat()
+    if authorization["group_id"]:
+        info["parentIdTag"] = authorization["group_id"]
+    return info
 
 
 class AuthorizationHandlers:
     @on(Action.authorize)
     async def on_authorize(self, id_tag):
-        return call_result.Authorize(id_tag_info=await run(services.authorize, id_tag))
+        return call_result.Authorize(id_tag_info=id_tag_info(await run(services.authorize, id_tag)))

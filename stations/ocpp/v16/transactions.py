@@ -7,6 +7,7 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from stations import services
+from stations.ocpp.v16.authorization import id_tag_info
 from stations.ocpp.v16.dispatch import run
 
 
@@ -15,16 +16,16 @@ class TransactionHandlers:
 
     @on(Action.start_transaction)
     async def on_start_transaction(self, connector_id, id_tag, meter_start, timestamp, reservation_id=None):
-        transaction_id, tag_info = await run(
+        transaction_id, authorization = await run(
             services.start_transaction, self.station_id, connector_id, id_tag, meter_start, timestamp, reservation_id
         )
-        return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=tag_info)
+        return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=id_tag_info(authorization))
 
     @on(Action.stop_transaction)
     async def on_stop_transaction(
         self, meter_stop, timestamp, transaction_id, reason=None, id_tag=None, transaction_data=None
     ):
-        tag_info = await run(
+        authorization = await run(
             services.stop_transaction,
             self.station_id,
             transaction_id,
@@ -34,4 +35,4 @@ class TransactionHandlers:
             id_tag,
             transaction_data,
         )
-        return call_result.StopTransaction(id_tag_info=tag_info)
+        return call_result.StopTransaction(id_tag_info=id_tag_info(authorization) if authorization else None)
