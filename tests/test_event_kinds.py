@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from django.utils import timezone
+
 from csms.event_kinds import DIRECT_KINDS, OWN_KINDS, PUBLIC_KINDS, STATE_KINDS, EventKind, Trait
 from mobileapi.subscriptions import KNOWN_EVENTS
 
@@ -179,3 +181,27 @@ def test_a_kind_is_a_plain_string_with_a_typed_payload():
         assert hasattr(kind.payload, "__required_keys__"), kind  # a TypedDict
         assert isinstance(kind.traits, Trait)
     assert f"{EventKind.METER_UPDATE}" == "meter.update" and {"meter.update": 1}[EventKind.METER_UPDATE] == 1
+
+
+def test_a_charging_session_writes_the_declared_payloads(db):
+    """At run time too: a session through the services (no socket), each row's fields as declared."""
+    from csms.models import Event
+    from stations import services
+    from stations.models import Station
+
+    Station.objects.create(pk="ek1", registration_status="Accepted")
+    services.station_connected("ek1", "p1!ek1")
+    services.update_connector_status("ek1", 1, "Charging")
+    transaction_id, _ = services.start_transaction("ek1", 1, "TAG-1", 1000, None)
+    services.record_meter_values("ek1", 1, transaction_id, [{
+        "timestamp": timezone.now().isoformat(),
+        "sampled_value": [{"value": "1500", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}],
+    }])
+    services.stop_transaction("ek1", transaction_id, 2000, None, "Local")
+    services.station_disconnected("ek1", "p1!ek1")
+    rows = list(Event.objects.order_by("seq").values_list("kind", "data"))
+    assert {kind for kind, _ in rows} >= {"station.connected", "connector.status.changed", "transaction.started",
+                                         "meter.update", "transaction.stopped", "station.disconnected"}
+    for kind, data in rows:
+        payload = EventKind(kind).payload
+        assert payload.__required_keys__ <= data.keys() <= payload.__required_keys__ | payload.__optional_keys__, kind
