@@ -11,6 +11,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,12 @@ import websockets
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from pytest_django.fixtures import Settings
 
 from csms.models import Event
 from stations.models import Connector, IdTag, Station, Transaction
 from stations.simulator import connect
-from tests.conftest import ROOT, server_database_url
+from tests.conftest import ROOT, Charger, server_database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +45,7 @@ def refused(*args: str) -> str:
 
 # --- station ----------------------------------------------------------------------------------
 
-def test_station_add_generates_a_password_once_and_is_idempotent(settings):
+def test_station_add_generates_a_password_once_and_is_idempotent(settings: Settings) -> None:
     settings.OCPP_UNKNOWN_STATIONS = "accept"
     out = run("station", "add", "fora072", "--name", "Car park")
     first, second = out.splitlines()
@@ -59,7 +61,7 @@ def test_station_add_generates_a_password_once_and_is_idempotent(settings):
     assert Station.objects.get(pk="fora072").password_hash == station.password_hash
 
 
-def test_station_add_updates_what_is_given_and_says_so(settings):
+def test_station_add_updates_what_is_given_and_says_so(settings: Settings) -> None:
     settings.OCPP_UNKNOWN_STATIONS = "reject"
     assert run("station", "add", "fora1", "--password", PASSWORD) == (
         "Created station fora1: registration Pending, password set\n")
@@ -71,14 +73,14 @@ def test_station_add_updates_what_is_given_and_says_so(settings):
     assert Event.objects.filter(kind="station.password.set", station_id="fora1").count() == 2
 
 
-def test_station_add_gives_new_stations_the_unknown_station_policys_status(settings):
+def test_station_add_gives_new_stations_the_unknown_station_policys_status(settings: Settings) -> None:
     settings.OCPP_UNKNOWN_STATIONS = "pending"
     run("station", "add", "p1")
     run("station", "add", "a1", "--accepted")
     assert dict(Station.objects.values_list("pk", "registration_status")) == {"p1": "Pending", "a1": "Accepted"}
 
 
-def test_station_add_refusals_write_nothing():
+def test_station_add_refusals_write_nothing() -> None:
     assert refused("station", "add", "short1", "--password", "too-short") == (
         "A station password needs at least 16 characters")
     assert refused("station", "add", "empty1", "--password", "") == (
@@ -91,7 +93,7 @@ def test_station_add_refusals_write_nothing():
     assert "the following arguments are required: station_id" in refused("station", "add")
 
 
-def test_station_list_and_remove():
+def test_station_list_and_remove() -> None:
     assert run("station", "list") == "No stations\n"
     run("station", "add", "b2", "--password", PASSWORD, "--accepted")
     run("station", "add", "a1", "--name", "Depot", "--password", PASSWORD, "--accepted")
@@ -105,7 +107,7 @@ def test_station_list_and_remove():
     assert list(Station.objects.values_list("pk", flat=True)) == ["b2"]
 
 
-def test_station_remove_keeps_billing_records_and_connected_stations():
+def test_station_remove_keeps_billing_records_and_connected_stations() -> None:
     from django.utils import timezone
 
     station = Station.objects.create(pk="used1")
@@ -122,7 +124,7 @@ def test_station_remove_keeps_billing_records_and_connected_stations():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_manage_py_station_in_a_process_of_its_own():
+def test_manage_py_station_in_a_process_of_its_own() -> None:
     """The real command line: output, exit codes, and the message on stderr without a traceback."""
     env = {**os.environ, "DATABASE_URL": server_database_url(), "LOG_LEVEL": "WARNING"}
 
@@ -142,7 +144,9 @@ def test_manage_py_station_in_a_process_of_its_own():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_station_added_with_a_password_connects_with_it_and_boots(server, settings, charger_factory):
+async def test_a_station_added_with_a_password_connects_with_it_and_boots(
+    server: str, settings: Settings, charger_factory: Callable[..., Awaitable[Charger]]
+) -> None:
     """What an operator does for a new charger, end to end: add it, configure the charger, it boots."""
     settings.OCPP_REQUIRE_AUTH = True
     settings.OCPP_UNKNOWN_STATIONS = "reject"
@@ -159,7 +163,7 @@ async def test_a_station_added_with_a_password_connects_with_it_and_boots(server
 
 # --- idtag ------------------------------------------------------------------------------------
 
-def test_idtag_add_is_idempotent_and_updates_what_is_given():
+def test_idtag_add_is_idempotent_and_updates_what_is_given() -> None:
     assert run("idtag", "add", "04A2B3C4") == "Created token 04A2B3C4: type ISO14443, status Accepted\n"
     assert run("idtag", "add", "04A2B3C4") == "Token 04A2B3C4 unchanged\n"
     out = run("idtag", "add", "04A2B3C4", "--type", "Central", "--status", "Blocked", "--group", "FLEET-1",
@@ -175,7 +179,7 @@ def test_idtag_add_is_idempotent_and_updates_what_is_given():
         "Updated token 04A2B3C4: group FLEET-1 -> '', expiry 2027-01-31T00:00:00.000Z -> none\n")
 
 
-def test_idtag_refusals_write_nothing():
+def test_idtag_refusals_write_nothing() -> None:
     assert refused("idtag", "add", "T" * 21) == f"token {'T' * 21!r} is longer than 20 characters"
     assert refused("idtag", "add", " padded") == (
         "token ' padded' must be printable ASCII characters, without spaces around them")
@@ -187,7 +191,7 @@ def test_idtag_refusals_write_nothing():
     assert not IdTag.objects.exists()
 
 
-def test_idtag_list_and_remove():
+def test_idtag_list_and_remove() -> None:
     assert run("idtag", "list") == "No tokens\n"
     run("idtag", "add", "B-2", "--type", "Central")
     run("idtag", "add", "A-1", "--group", "FLEET", "--expiry", "2027-01-31T12:00:00+02:00")
@@ -220,7 +224,7 @@ def write(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def test_import_network_creates_then_changes_nothing(tmp_path, settings):
+def test_import_network_creates_then_changes_nothing(tmp_path: Path, settings: Settings) -> None:
     settings.OCPP_UNKNOWN_STATIONS = "reject"
     path = write(tmp_path, NETWORK)
     lines = run("import_network", path).splitlines()
@@ -240,7 +244,7 @@ def test_import_network_creates_then_changes_nothing(tmp_path, settings):
     assert Event.objects.filter(actor="system:import_network").exists()
 
 
-def test_import_network_updates_only_what_differs(tmp_path):
+def test_import_network_updates_only_what_differs(tmp_path: Path) -> None:
     run("import_network", write(tmp_path, NETWORK))
     changed = NETWORK.replace("token,APP-1,,,,Central,,,", "token,APP-1,,,,Central,Blocked,,")
     path = write(tmp_path, changed)
@@ -250,7 +254,7 @@ def test_import_network_updates_only_what_differs(tmp_path):
     ]
 
 
-def test_import_network_with_errors_imports_nothing_and_names_every_line(tmp_path):
+def test_import_network_with_errors_imports_nothing_and_names_every_line(tmp_path: Path) -> None:
     run("idtag", "add", "KEEP-1")
     path = write(tmp_path, """\
 kind,id,name,accepted,password,type,status,group,expiry
@@ -290,12 +294,12 @@ station,a/b,,,,,,,
     ("kind,id\nstation\n", "line 2: 1 cells where the header has 2"),
     ("kind,id\nstation,\n", "line 2: the id is empty"),
 ])
-def test_import_network_refuses_a_malformed_file(tmp_path, text, problem):
+def test_import_network_refuses_a_malformed_file(tmp_path: Path, text: str, problem: str) -> None:
     path = write(tmp_path, text)
     assert refused("import_network", path).splitlines()[1:] == [problem]
 
 
-def test_import_network_takes_a_spreadsheets_export(tmp_path):
+def test_import_network_takes_a_spreadsheets_export(tmp_path: Path) -> None:
     """Excel's "CSV UTF-8" starts with a byte-order mark and ends lines with CRLF; column order is free."""
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeffid,kind,accepted\r\nxl1,station,YES\r\n".encode())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -40,6 +41,11 @@ def events(kind: str | None = None, station_id: str | None = None) -> list[dict[
     if station_id is not None:
         query = query.filter(station_id=station_id)
     return [json.loads(json.dumps(data)) for data in query.values_list("data", flat=True)]
+
+
+def many(service: Callable[..., Any]) -> Callable[[list[tuple[tuple, dict]]], list[tuple[bool, Any]] | None]:
+    """A service's batched form, as csms.groupcommit calls it: (args, kwargs) per call, (ok, result) per call."""
+    return service.many  # type: ignore[attr-defined]
 
 
 def kinds() -> list[str]:

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from stations import services
 from stations.models import ServerProcess, Station
@@ -20,7 +21,7 @@ def silent(prefix: str, seconds: float) -> None:
     ServerProcess.objects.filter(channel_prefix=prefix).update(seen_at=timezone.now() - dt.timedelta(seconds=seconds))
 
 
-def test_a_process_vouches_for_itself():
+def test_a_process_vouches_for_itself() -> None:
     assert services.vouch_for_process("p1!", "host:1", STARTED, 0, first=True) is False
     silent("p1!", 5)
     assert services.vouch_for_process("p1!", "host:1", STARTED, 7, first=False) is False
@@ -29,7 +30,7 @@ def test_a_process_vouches_for_itself():
     assert (timezone.now() - process.seen_at).total_seconds() < 1
 
 
-def test_a_process_declared_dead_while_stalled_learns_it_when_it_vouches_next():
+def test_a_process_declared_dead_while_stalled_learns_it_when_it_vouches_next() -> None:
     services.vouch_for_process("p1!", "host:1", STARTED, 3, first=True)
     ServerProcess.objects.filter(channel_prefix="p1!").update(dead_at=timezone.now())
     assert services.vouch_for_process("p1!", "host:1", STARTED, 3, first=False) is True
@@ -39,7 +40,7 @@ def test_a_process_declared_dead_while_stalled_learns_it_when_it_vouches_next():
     assert ServerProcess.objects.filter(channel_prefix="p1!").exists()
 
 
-def test_the_stations_of_a_silent_process_go_offline_once(station, settings):
+def test_the_stations_of_a_silent_process_go_offline_once(station: Station, settings: Settings) -> None:
     settings.OCPP_PROCESS_TIMEOUT = 30
     services.vouch_for_process("p1!", "host:1", STARTED, 1, first=True)
     services.vouch_for_process("p2!", "host:2", STARTED, 0, first=True)
@@ -57,7 +58,7 @@ def test_the_stations_of_a_silent_process_go_offline_once(station, settings):
     assert len(events("station.disconnected")) == 1
 
 
-def test_a_process_never_judges_itself_nor_a_process_still_vouching(station, settings):
+def test_a_process_never_judges_itself_nor_a_process_still_vouching(station: Station, settings: Settings) -> None:
     settings.OCPP_PROCESS_TIMEOUT = 30
     services.vouch_for_process("p1!", "host:1", STARTED, 1, first=True)
     services.vouch_for_process("p2!", "host:2", STARTED, 0, first=True)
@@ -68,7 +69,7 @@ def test_a_process_never_judges_itself_nor_a_process_still_vouching(station, set
     assert Station.objects.get(pk="fora072").is_online
 
 
-def test_activity_is_written_in_one_flush(station):
+def test_activity_is_written_in_one_flush(station: Station) -> None:
     other = Station.objects.create(pk="fora073")
     seen = timezone.now() + dt.timedelta(seconds=5)
     services.flush_activity({"fora072": seen, other.pk: seen, "gone": seen})

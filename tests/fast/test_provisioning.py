@@ -3,7 +3,11 @@ the registration an operator gives it, and stations as an operator provisions th
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from stations import services
 from stations.errors import Conflict, InvalidValue
@@ -20,7 +24,7 @@ BOOT = {
 
 # --- Boot and registration ----------------------------------------------------------------------
 
-def test_boot_stores_what_the_charger_says_and_answers_its_registration(station):
+def test_boot_stores_what_the_charger_says_and_answers_its_registration(station: Station) -> None:
     assert services.record_boot("fora072", BOOT) == "Accepted"
     station.refresh_from_db()
     assert (station.vendor, station.model, station.serial_number, station.firmware_version) == (
@@ -33,12 +37,12 @@ def test_boot_stores_what_the_charger_says_and_answers_its_registration(station)
     assert Station.objects.get(pk="fora072").firmware_version == ""  # a boot says it all again
 
 
-def test_a_charge_point_serial_number_wins_over_the_charge_boxs(station):
+def test_a_charge_point_serial_number_wins_over_the_charge_boxs(station: Station) -> None:
     services.record_boot("fora072", {**BOOT, "charge_point_serial_number": "CP-1"})
     assert Station.objects.get(pk="fora072").serial_number == "CP-1"
 
 
-def test_registration_changes_are_in_the_event_log_with_who_made_them(station):
+def test_registration_changes_are_in_the_event_log_with_who_made_them(station: Station) -> None:
     services.set_registration_status("fora072", "Rejected", actor="user:root")
     assert services.registration_status("fora072") == "Rejected"
     assert events("station.registration.changed") == [{"stationId": "fora072", "status": "Rejected"}]
@@ -47,7 +51,7 @@ def test_registration_changes_are_in_the_event_log_with_who_made_them(station):
 
 # --- Connector status ---------------------------------------------------------------------------
 
-def test_a_status_notification_updates_the_connector_and_is_announced(station):
+def test_a_status_notification_updates_the_connector_and_is_announced(station: Station) -> None:
     services.update_connector_status("fora072", 1, "Faulted", "GroundFailure", info="RCD", vendor_error_code="E12",
                                       timestamp=ago(2))
     connector = Connector.objects.get(station=station, number=1)
@@ -60,7 +64,7 @@ def test_a_status_notification_updates_the_connector_and_is_announced(station):
     assert events("connector.status.changed")[-1]["errorCode"] is None  # NoError reads as none
 
 
-def test_a_connector_seen_for_the_first_time_is_made_and_connector_0_is_not_announced(station):
+def test_a_connector_seen_for_the_first_time_is_made_and_connector_0_is_not_announced(station: Station) -> None:
     services.update_connector_status("fora072", 3, "Available")
     assert Connector.objects.filter(station=station, number=3).exists()
     before = len(kinds())
@@ -69,10 +73,10 @@ def test_a_connector_seen_for_the_first_time_is_made_and_connector_0_is_not_anno
     assert len(kinds()) == before  # connector 0 is the station: its status comes from the connectors
 
 
-def test_a_status_with_an_implausible_clock_takes_the_receive_time_and_one_with_no_date_is_refused(station):
+def test_an_implausible_status_time_is_replaced_and_one_that_is_no_date_refused(station: Station) -> None:
     services.update_connector_status("fora072", 1, "Charging", timestamp="1999-01-01T00:00:00Z")
     updated_at = Connector.objects.get(station=station, number=1).updated_at
-    assert updated_at.year >= 2026
+    assert updated_at is not None and (timezone.now() - updated_at).total_seconds() < 5
     with pytest.raises(InvalidValue):
         services.update_connector_status("fora072", 1, "Available", timestamp="yesterday")
     with pytest.raises(InvalidValue):
@@ -82,7 +86,7 @@ def test_a_status_with_an_implausible_clock_takes_the_receive_time_and_one_with_
 
 # --- Data transfer and firmware -------------------------------------------------------------------
 
-def test_data_transfer_is_accepted_only_for_configured_vendors(station, settings):
+def test_data_transfer_is_accepted_only_for_configured_vendors(station: Station, settings: Settings) -> None:
     settings.OCPP_DATA_TRANSFER_VENDORS = {"com.alfen"}
     assert services.record_data_transfer("fora072", "com.alfen", "temp", "41") == "Accepted"
     assert services.record_data_transfer("fora072", "com.other", None, None) == "UnknownVendorId"
@@ -92,7 +96,7 @@ def test_data_transfer_is_accepted_only_for_configured_vendors(station, settings
     ]
 
 
-def test_firmware_and_diagnostics_status_are_logged(station):
+def test_firmware_and_diagnostics_status_are_logged(station: Station) -> None:
     services.record_firmware_status("fora072", "station.firmware.status", "Installing")
     services.record_firmware_status("fora072", "station.diagnostics.status", "Uploaded")
     assert events("station.firmware.status") == [{"stationId": "fora072", "status": "Installing"}]
@@ -101,7 +105,7 @@ def test_firmware_and_diagnostics_status_are_logged(station):
 
 # --- Stations as an operator provisions them ------------------------------------------------------
 
-def test_provision_station_creates_then_changes_nothing(db, settings):
+def test_provision_station_creates_then_changes_nothing(db: None, settings: Settings) -> None:
     settings.OCPP_UNKNOWN_STATIONS = "reject"
     created = services.provision_station("new1", name="Depot", actor="system:test")
     assert (created.created, created.changes) == (True, ("registration Pending", "name 'Depot'", "password generated"))
@@ -112,7 +116,7 @@ def test_provision_station_creates_then_changes_nothing(db, settings):
     assert kinds() == ["station.registration.changed", "station.password.set"]
 
 
-def test_provision_station_changes_only_what_is_given(station):
+def test_provision_station_changes_only_what_is_given(station: Station) -> None:
     result = services.provision_station("fora072", accepted=True, password="a-long-enough-password")
     assert result.changes == ("password set",)  # it was Accepted already; the password it had none of
     assert services.provision_station("fora072", password="a-long-enough-password").changed is False
@@ -125,7 +129,7 @@ def test_provision_station_changes_only_what_is_given(station):
     ({"station_id": "ok1", "password": ""}, "the password is empty (leave it out to have one generated)"),
     ({"station_id": "ok1", "password": "short"}, "A station password needs at least 16 characters"),
 ])
-def test_provision_station_refusals_leave_nothing(db, arguments, message):
+def test_provision_station_refusals_leave_nothing(db: None, arguments: dict[str, Any], message: str) -> None:
     with pytest.raises(Exception) as refused:
         services.provision_station(**arguments)
     assert str(refused.value) == message
@@ -133,13 +137,13 @@ def test_provision_station_refusals_leave_nothing(db, arguments, message):
     assert kinds() == []
 
 
-def test_remove_station_refuses_a_connected_one_and_one_with_transactions(station):
+def test_remove_station_refuses_a_connected_one_and_one_with_transactions(station: Station) -> None:
     with pytest.raises(Conflict):
         services.remove_station("fora072")
     Station.objects.filter(pk="fora072").update(is_online=False)
     connector = Connector.objects.get(station=station, number=1)
     Transaction.objects.create(station=station, connector=connector, id_tag="T", meter_start=0,
-                               started_at=station.connected_at)
+                               started_at=timezone.now())
     with pytest.raises(Conflict):
         services.remove_station("fora072")
     Transaction.objects.all().delete()
