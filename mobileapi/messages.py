@@ -14,11 +14,8 @@ from typing import Any
 from csms.event_kinds import PUBLIC_KINDS as PUBLIC_KINDS  # the kinds mobile clients see (pushes and replays)
 from csms.event_kinds import EventKind
 from csms.events import EventMessage
+from mobileapi import renderers
 from mobileapi.dialects import Dialect
-
-# Fields of the Dart guide's meter.values.delta.
-_DELTA_FIELDS = ("stationId", "connectorId", "transactionId", "timestamp", "delta", "total", "unit")
-_UPDATE_FIELDS = ("stationId", "connectorId", "transactionId", "timestamp", "energy", "power", "current", "voltage", "soc")
 
 
 def dumps(message: Any) -> str:
@@ -51,8 +48,7 @@ def error_message(request_id: Any, code: int, message: str, *, correlation_id: s
 def event_data(dialect: Dialect, kind: str, data: dict[str, Any], *, hide_id_tag: bool) -> dict[str, Any]:
     """An event's fields as this dialect shows them."""
     if kind == EventKind.METER_UPDATE:
-        fields = _UPDATE_FIELDS if dialect.nested_events else _DELTA_FIELDS
-        data = {name: data.get(name) for name in fields}
+        data = renderers.meter_event(data, as_delta=not dialect.nested_events)
     else:
         data = dict(data)
     if "transactionId" in data:

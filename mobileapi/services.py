@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from csms.events import EventMessage, emit, to_message
 from csms.models import Event, EventCounter
+from mobileapi import renderers
 from mobileapi.messages import PUBLIC_KINDS
 from mobileapi.models import ApiKey, MobileSession, Scope, generate_key, hash_key
 from stations import rules, selectors, values
@@ -280,7 +281,7 @@ def meter_values_recent(station_id: str, connector_id: int | None, limit: int) -
             "current": sample.current_a,
             "voltage": sample.voltage_v,
             "soc": sample.soc,
-            "unit": "Wh",
+            "unit": renderers.ENERGY_UNIT,
             "register": values.wh(sample.energy_wh),
         }
         for sample in samples
@@ -363,7 +364,7 @@ def transactions_for_key(
                 "startTime": iso(tx.started_at),
                 "stopTime": iso(tx.stopped_at),
                 "energy": energy,
-                "totalKWh": round(energy / 1000, 3),
+                "totalKWh": renderers.total_kwh(energy),
                 "duration": tx.duration_seconds,
                 "cost": float(tx.cost) if tx.cost is not None else None,
                 "currency": tx.currency or None,

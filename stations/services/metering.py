@@ -277,6 +277,8 @@ def _announce_meter(
             "current": newest.current_a,
             "voltage": newest.voltage_v,
             "soc": newest.soc,
+            # delta, total and unit: the event's documented fields for the Dart guide's meter.values.delta,
+            # kept in the row because /api/events serves it verbatim (mobileapi/renderers.py picks per dialect).
             "delta": values.wh(max(register - baseline, 0)) if register is not None and baseline is not None else None,
             "total": energy,
             "unit": "Wh",

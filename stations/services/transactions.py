@@ -251,7 +251,7 @@ def _close(tx: Transaction, meter_stop: Any, stopped_at: dt.datetime, reason: st
         "idTag": tx.id_tag,
         "stopTime": iso(tx.stopped_at),
         "energy": tx.energy_wh,
-        "totalKWh": round(tx.energy_wh / 1000, 3),
+        "totalKWh": round(tx.energy_wh / 1000, 3),  # documented in the event (served verbatim by /api/events)
         "duration": tx.duration_seconds,
         "cost": float(tx.cost) if tx.cost is not None else None,
         "currency": tx.currency or None,
