@@ -366,7 +366,7 @@ def start(request, station_id: str = STATION_ID, connector_id: int = Path(..., g
         raise HttpError(400, "body.idTag is required")
     correlation_id = f"corr-{int(time.time() * 1000)}-{station_id}-{connector_id}"
     status = async_to_sync(commands.remote_start)(station_id, connector_id, id_tag, correlation_id=correlation_id,
-                                                   api_key_id=key.id, actor=key.actor)
+                                                   requested_by=key.as_actor)
     return {"status": status, "correlationId": correlation_id}
 
 

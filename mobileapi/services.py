@@ -24,6 +24,7 @@ from mobileapi import renderers
 from mobileapi.messages import PUBLIC_KINDS
 from mobileapi.models import ApiKey, MobileSession, Scope, generate_key, hash_key
 from stations import rules, selectors, values
+from stations.actors import Actor, ActorKind
 from stations.errors import DomainError, Forbidden, NotFound, Unauthorized
 from stations.models import Connector, IdTag, MeterSample, Station, Transaction
 from stations.services import iso
@@ -44,7 +45,11 @@ class KeyInfo:
 
     @property
     def actor(self) -> str:
-        return f"apikey:{self.id}"
+        return str(self.as_actor)
+
+    @property
+    def as_actor(self) -> Actor:
+        return Actor.api_key(self.id, self.name)
 
 
 # --- Keys ----------------------------------------------------------------------
@@ -327,7 +332,8 @@ def _mine(key: KeyInfo) -> Q:
     # otherwise (an RFID card at the charger, support in the admin) is the key's
     # its tag is bound to. A session another key started with this key's tag
     # (possible before permitted_id_tag) stays the starter's alone.
-    return Q(started_by_key_id=key.id) | Q(id_tag__in=key.id_tags, started_by_key__isnull=True)
+    by_a_key = Q(started_by__startswith=f"{ActorKind.API_KEY}:")
+    return Q(started_by=str(Actor.api_key(key.id))) | (Q(id_tag__in=key.id_tags) & ~by_a_key)
 
 
 def owns_transaction(key: KeyInfo, transaction_id: int | None, station_id: str | None, connector_id: int | None) -> bool:

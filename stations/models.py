@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models
+
+from stations.actors import Actor, ActorKind
 
 
 class RegistrationStatus(models.TextChoices):
@@ -194,7 +197,6 @@ class IdTag(models.Model):
     type = models.CharField(max_length=16, choices=TokenType.choices, default=TokenType.ISO14443)
     status = models.CharField(max_length=16, choices=IdTagStatus.choices, default=IdTagStatus.ACCEPTED)
     expiry_date = models.DateTimeField(null=True, blank=True)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
     group_id = models.CharField(
         max_length=36, blank=True, help_text="Tokens of one group may stop each other's sessions (1.6 parentIdTag)"
     )
@@ -238,12 +240,9 @@ class Transaction(models.Model):
     currency = models.CharField(max_length=3, blank=True)
     tariff = models.ForeignKey(Tariff, null=True, blank=True, on_delete=models.SET_NULL)
     reservation_id = models.IntegerField(null=True, blank=True)
-    started_by_key = models.ForeignKey(
-        "mobileapi.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="transactions"
-    )
-    started_by_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    # Who started it (stations.actors): "apikey:12", "user:7", "" for the charger on its own.
+    started_by = models.CharField(max_length=100, blank=True)
+    started_by_name = models.CharField(max_length=150, blank=True, help_text="The starter's name at the time")
     start_correlation_id = models.CharField(max_length=100, blank=True)
     stop_correlation_id = models.CharField(max_length=100, blank=True)
 
@@ -270,6 +269,24 @@ class Transaction(models.Model):
     @property
     def is_active(self) -> bool:
         return self.stopped_at is None
+
+    @property
+    def starter(self) -> Actor:
+        return Actor.parse(self.started_by, self.started_by_name)
+
+    @property
+    def started_by_key_id(self) -> int | None:
+        return self.starter.id_of(ActorKind.API_KEY)
+
+    @property
+    def started_by_user_id(self) -> int | None:
+        return self.starter.id_of(ActorKind.USER)
+
+    @property
+    def started_by_user(self) -> AbstractBaseUser | None:
+        """The staff user who started it, if still there (one query)."""
+        user_id = self.started_by_user_id
+        return None if user_id is None else get_user_model().objects.filter(pk=user_id).first()
 
     @property
     def duration_seconds(self) -> int | None:
@@ -311,15 +328,16 @@ class RemoteStartRequest(models.Model):
     """A RemoteStartTransaction waiting for the charger's StartTransaction.
 
     Links the transaction the charger then starts to whoever asked for it
-    (API key or staff user) and to the mobile request's correlationId.
+    (an API key or a staff user, as ``stations.actors`` spells them) and to the
+    mobile request's correlationId.
     """
 
     station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="+")
     connector_number = models.PositiveIntegerField(null=True, blank=True)
     id_tag = models.CharField(max_length=20)
     correlation_id = models.CharField(max_length=100, blank=True)
-    api_key = models.ForeignKey("mobileapi.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor = models.CharField(max_length=100, blank=True)
+    actor_name = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     transaction = models.OneToOneField(
         Transaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="remote_start"

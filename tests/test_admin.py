@@ -27,6 +27,7 @@ from csms.models import Event
 from mobileapi import services as mobile_services
 from mobileapi.models import ApiKey, MobileSession
 from stations import charts, rules, selectors, services
+from stations.actors import Actor
 from stations.models import Connector, IdTag, MeterSample, ServerProcess, Station, Tariff, Transaction
 from tests.admin_support import PASSWORD, make_superuser, make_support
 from tests.conftest import eventually
@@ -480,7 +481,8 @@ async def test_a_session_stopped_from_the_admin_is_attributed_to_who_stopped_it(
 
     await charger_factory("fora072", connectors=2)
     key, _ = await sync_to_async(mobile_services.create_api_key)("Partner app", ["write:charging"])
-    status = await commands.remote_start("fora072", 1, "APP-1", api_key_id=key.pk, actor=f"apikey:{key.pk}")
+    status = await commands.remote_start("fora072", 1, "APP-1", requested_by=Actor.api_key(key.pk, key.name),
+                                          actor=f"apikey:{key.pk}")
     assert status == "Accepted"
 
     async def started():

@@ -104,7 +104,8 @@ async def test_a_session_started_with_someone_elses_tag_stays_the_starters(mobil
     from django.utils import timezone
 
     stolen = await Transaction.objects.acreate(station=station, connector=connectors[1], id_tag="FLEET-1",
-                                               meter_start=0, started_at=timezone.now(), started_by_key=other)
+                                               meter_start=0, started_at=timezone.now(),
+                                               started_by=f"apikey:{other.pk}")
     rfid = await Transaction.objects.acreate(station=station, connector=connectors[2], id_tag="FLEET-1",
                                              meter_start=0, started_at=timezone.now())
     owner = await mobile("/ws", "bound")

@@ -94,7 +94,7 @@ async def start_charging(conn, params):
     correlation_id = f"corr-{int(time.time() * 1000)}-{station_id}-{connector_id}"
     conn.issued_command(correlation_id)  # before the command: its outcome may come before the reply
     await commands.prepare_remote_start(
-        station_id, connector_id, id_tag, correlation_id=correlation_id, api_key_id=conn.key.id
+        station_id, connector_id, id_tag, correlation_id=correlation_id, actor=conn.key.as_actor
     )
     def execute(on_sent: Callable[[], None] | None = None) -> Awaitable[str]:
         return commands.execute_remote_start(

@@ -26,11 +26,7 @@ def number(value: float | None, places: int, divide: float = 1) -> str:
 
 
 def started_by(tx: Transaction) -> str:
-    if tx.started_by_key_id:
-        return f"API key: {tx.started_by_key.name}" if tx.started_by_key else f"API key #{tx.started_by_key_id}"
-    if tx.started_by_user_id:
-        return f"staff: {tx.started_by_user.get_username()}" if tx.started_by_user else "staff"
-    return "charger (local)"
+    return tx.starter.label
 
 
 def transaction_state(tx: Transaction) -> str:

@@ -17,11 +17,12 @@ from django import forms
 
 from csms.events import call_service
 from stations import commands, rules, services
+from stations.actors import Actor
 from stations.models import Connector, RegistrationStatus, Station, Transaction
 
 
 def actor_of(user: Any) -> str:
-    return f"user:{user.get_username()}"
+    return Actor.user(user).event_actor
 
 
 def _connector_choices(station: Station, *, include_station: bool = False) -> list[tuple[int, str]]:
@@ -115,7 +116,7 @@ class RegistrationForm(StationForm):
 
 async def _remote_start(station: Station, data: dict[str, Any], user: Any) -> str:
     status = await commands.remote_start(
-        station.pk, data["connector"], data["id_tag"], user_id=user.pk, actor=actor_of(user)
+        station.pk, data["connector"], data["id_tag"], requested_by=Actor.user(user)
     )
     return f"RemoteStartTransaction on connector {data['connector']}: the charger answered {status}"
 

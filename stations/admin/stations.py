@@ -71,8 +71,7 @@ class StationAdmin(admin.ModelAdmin):
 
     def overview(self, station: Station) -> dict[str, Any]:
         """What a support agent looks at first: status, connectors with their live transaction, events."""
-        connectors = list(station.connectors.filter(number__gt=0).select_related(
-            "current_transaction__started_by_key", "current_transaction__started_by_user").annotate(
+        connectors = list(station.connectors.filter(number__gt=0).select_related("current_transaction").annotate(
             register=selectors.latest_register("current_transaction"),
             power=selectors.latest_reading("power_w", "current_transaction"),
         ).order_by("number"))
@@ -90,7 +89,7 @@ class StationAdmin(admin.ModelAdmin):
                          "busy": connector.status in rules.BUSY_STATUSES or tx is not None})
         events = (Event.objects.filter(station_id=station.pk).exclude(kind="meter.update").order_by("-seq")[:RECENT])
         transactions = (Transaction.objects.filter(station=station)
-                        .select_related("connector", "started_by_key", "started_by_user").order_by("-pk")[:RECENT])
+                        .select_related("connector").order_by("-pk")[:RECENT])
         return {
             "station_status": self.status(station),
             "connector_rows": rows,

@@ -21,6 +21,7 @@ from csms import metrics
 from csms.events import call_service
 from csms.layers import ChannelLayerUnavailable
 from stations import services
+from stations.actors import CHARGER, Actor
 from stations.errors import ChargerError, Conflict, DomainError, NotFound, Timeout, Unavailable
 from stations.models import Station, Transaction
 from stations.ocpp.v16 import ChargePoint16
@@ -192,28 +193,26 @@ async def remote_start(
     id_tag: str,
     *,
     correlation_id: str = "",
-    api_key_id: int | None = None,
-    user_id: int | None = None,
+    requested_by: Actor = CHARGER,
     actor: str = "",
     timeout: float | None = None,
 ) -> str:
     """RemoteStartTransaction with its preconditions; returns the charger's status.
 
-    The outcome (Accepted, Rejected, Timeout, Offline, Error) is recorded as a
+    ``requested_by`` is recorded with the transaction the charger then starts;
+    ``actor`` (default: its event-log spelling) with the events. The outcome
+    (Accepted, Rejected, Timeout, Offline, Error) is recorded as a
     ``remote.start.result`` event carrying the correlationId, and the
     transaction the charger then starts carries it in ``transaction.started``.
     """
-    await prepare_remote_start(
-        station_id, connector_id, id_tag, correlation_id=correlation_id, api_key_id=api_key_id, user_id=user_id
-    )
-    return await execute_remote_start(
-        station_id, connector_id, id_tag, correlation_id=correlation_id, actor=actor, timeout=timeout
-    )
+    await prepare_remote_start(station_id, connector_id, id_tag, correlation_id=correlation_id, actor=requested_by)
+    return await execute_remote_start(station_id, connector_id, id_tag, correlation_id=correlation_id,
+                                      actor=actor or requested_by.event_actor, timeout=timeout)
 
 
 async def prepare_remote_start(station_id: str, connector_id: int, id_tag: str, **who: Any) -> None:
     """Check the station and connector can start (404/409) and remember who asked
-    (``correlation_id``, ``api_key_id``, ``user_id``: see services.prepare_remote_start)."""
+    (``correlation_id``, ``actor``: see services.prepare_remote_start)."""
     _require_bus("RemoteStartTransaction")
     await call_service(services.prepare_remote_start, station_id, connector_id, id_tag, **who)
 

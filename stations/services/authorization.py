@@ -20,10 +20,10 @@ from stations.services.provisioning import Provisioned
 
 def authorize(token: str) -> rules.Authorization:
     """May ``token`` charge: its row in the IdTag table, or the unknown-token policy."""
-    row = IdTag.objects.filter(id_tag=token).select_related("parent").first()
+    row = IdTag.objects.filter(id_tag=token).only("status", "expiry_date", "group_id").first()
     record = None
     if row is not None:
-        record = rules.TagRecord(row.status, row.expiry_date, row.parent.id_tag if row.parent else None)
+        record = rules.TagRecord(row.status, row.expiry_date, row.group_id)
     return rules.authorization(record, accept_unknown=settings.OCPP_ACCEPT_UNKNOWN_IDTAGS, now=timezone.now())
 
 

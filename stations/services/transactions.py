@@ -14,6 +14,7 @@ from django.utils import timezone
 from csms.events import atomic, emit
 from csms.models import Event
 from stations import rules, values
+from stations.actors import CHARGER, Actor
 from stations.errors import Conflict, DomainError, InvalidValue, NotFound
 from stations.models import Connector, MeterSample, RegistrationStatus, RemoteStartRequest, Station, Transaction
 from stations.services._common import _charger_time, _locked_connector, iso, log
@@ -114,7 +115,7 @@ def start_transaction(
         }
         if tx.start_correlation_id:
             data["correlationId"] = tx.start_correlation_id
-        emit("transaction.started", station_id, data, actor=_actor(tx))
+        emit("transaction.started", station_id, data, actor=tx.starter.event_actor)
     problems.log(log, station_id, "StartTransaction")
     return tx.pk, authorization
 
@@ -123,16 +124,20 @@ def _create_transaction(station_id: str, connector: Connector, id_tag: str, star
     request = _claim_remote_start(station_id, start.connector_id, id_tag, start.started_at)
     tx = Transaction.objects.create(
         station_id=station_id,
+        evse_id=connector.evse_id,
         connector=connector,
         id_tag=id_tag,
         meter_start=start.meter_start,
         started_at=start.started_at,
         reported_start=start.reported_start,
         reservation_id=start.reservation_id,
-        started_by_key_id=request.api_key_id if request else None,
-        started_by_user_id=request.user_id if request else None,
+        started_by=request.actor if request else "",
+        started_by_name=request.actor_name if request else "",
         start_correlation_id=request.correlation_id if request else "",
     )
+    # 1.6: the charger's id is the one the CSMS gives it (2.0.1 chargers choose their own).
+    tx.charger_transaction_id = str(tx.pk)
+    tx.save(update_fields=["charger_transaction_id"])
     if request is not None:
         request.transaction = tx
         request.save(update_fields=["transaction"])
@@ -158,14 +163,6 @@ def _close_superseded(connector: Connector, start: _Start) -> None:
         problems = values.Problems()
         _close(tx, start.meter_start, start.started_at, "Other", problems)
         problems.log(log, tx.station_id, "StartTransaction")
-
-
-def _actor(tx: Transaction) -> str:
-    if tx.started_by_key_id:
-        return f"apikey:{tx.started_by_key_id}"
-    if tx.started_by_user_id:
-        return f"user:{tx.started_by_user.get_username()}"
-    return ""
 
 
 
@@ -259,7 +256,7 @@ def _close(tx: Transaction, meter_stop: Any, stopped_at: dt.datetime, reason: st
     }
     if tx.stop_correlation_id:
         data["correlationId"] = tx.stop_correlation_id
-    emit("transaction.stopped", tx.station_id, data, actor=_stopper(tx, reason) or _actor(tx))
+    emit("transaction.stopped", tx.station_id, data, actor=_stopper(tx, reason) or tx.starter.event_actor)
 
 
 def _stopper(tx: Transaction, reason: str) -> str:
@@ -308,10 +305,9 @@ def prepare_remote_start(
     token: str,
     *,
     correlation_id: str = "",
-    api_key_id: int | None = None,
-    user_id: int | None = None,
+    actor: Actor = CHARGER,
 ) -> None:
-    """Check a remote start can be asked for, and remember who asked.
+    """Check a remote start can be asked for, and remember who asked (``actor``).
 
     One remote start per connector at a time (every API that starts comes
     here): while one is pending a second one is 409, not sent to the charger
@@ -351,8 +347,8 @@ def prepare_remote_start(
             connector_number=evse_id,
             id_tag=token,
             correlation_id=correlation_id,
-            api_key_id=api_key_id,
-            user_id=user_id,
+            actor=str(actor),
+            actor_name=actor.name,
         )
 
 
