@@ -23,7 +23,7 @@ class Command(BaseCommand):
         actions = parser.add_subparsers(dest="action", required=True)
         add = actions.add_parser("add", help="Create a token, or update the given fields of an existing one")
         add.add_argument("token", help="The token's value, e.g. an RFID card's UID")
-        add.add_argument("--type", choices=TokenType.values, help="Left out: Central for a new token")
+        add.add_argument("--type", choices=TokenType.values, help="Left out: ISO14443 (an RFID card) for a new token")
         add.add_argument("--status", choices=IdTagStatus.values, help="Left out: Accepted for a new token")
         add.add_argument("--group", help="Group id: tokens of one group may stop each other's sessions")
         add.add_argument("--expiry", help="ISO 8601 date or time, UTC unless it says, e.g. 2027-01-31T00:00:00Z")
