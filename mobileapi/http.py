@@ -30,6 +30,7 @@ from mobileapi import services
 from mobileapi.models import Scope
 from mobileapi.snapshots import snapshot
 from stations import commands
+from stations.commands import registry
 from stations.errors import DomainError
 
 log = logging.getLogger("mobileapi")
@@ -380,3 +381,34 @@ def stop(request, transaction_id: int = Path(..., ge=1, le=2**53)):
     status, tx_id, _ = async_to_sync(commands.remote_stop)(transaction_id=transaction_id,
                                                            correlation_id=correlation_id, actor=key.actor)
     return {"status": status, "correlationId": correlation_id, "transactionId": tx_id}
+
+
+# --- Any registered command ----------------------------------------------------------------------
+
+def _key_rules(key: services.KeyInfo, command: str, given: dict) -> None:
+    """The rules a key's starts and stops follow on every API (403): its own idTags, its own sessions."""
+    if command == "remote_start":
+        id_tag = services.permitted_id_tag(key, given.get("idTag"))
+        if id_tag is not None:
+            given["idTag"] = id_tag
+    elif command == "remote_stop" and isinstance(given.get("transaction"), int):
+        if not services.owns_transaction(key, given["transaction"], None, None):
+            raise HttpError(403, "This transaction was not started with this API key or its idTags")
+
+
+# Not in the OpenAPI document: its body's schema is the command's (docs/http-api.md lists them).
+@api.post("/stations/{station_id}/commands/{name}", include_in_schema=False)
+def station_command(request, station_id: str = STATION_ID, name: str = Path(..., max_length=64)):
+    command = registry.get(name)  # 404 Unknown command
+    key = need(request, command.scope)
+    given = WireParser().parse_body(request) if request.body else {}
+    if not isinstance(given, dict):
+        raise HttpError(400, "body: a JSON object of the command's parameters")
+    _key_rules(key, name, given)
+    params = command.validate(given)  # 400
+    # A start or stop gets the correlationId its events carry, as on the endpoints above.
+    correlation_id = {"remote_start": f"corr-{int(time.time() * 1000)}-{station_id}-{params.get('connector')}",
+                      "remote_stop": f"corr-stop-{int(time.time() * 1000)}"}.get(name, "")
+    answer = async_to_sync(commands.run)(station_id, name, params, actor=key.actor, requested_by=key.as_actor,
+                                         correlation_id=correlation_id)
+    return {**answer, "correlationId": correlation_id} if correlation_id else answer

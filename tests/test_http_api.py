@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from mobileapi.services import create_api_key
-from stations.models import Transaction
+from stations.models import Station, Transaction
 from tests.conftest import ROOT, eventually, http_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -114,3 +114,68 @@ def test_openapi_document_and_schemathesis(daphne_process):
     operations = {path: set(methods) for path, methods in document["paths"].items()}
     assert sum(len(m) for m in operations.values()) == 9
     assert "9 selected" in done.stdout or "9 operations" in done.stdout, done.stdout[-3000:]
+
+
+# --- Any registered command: POST /api/stations/{id}/commands/{name} --------------------------------
+
+async def test_any_registered_command_and_its_errors(server, keys, charger_factory, settings):
+    from tests.test_commands import SilentOnReset
+
+    key = keys["full"]
+    await charger_factory("fora072", connectors=2, cls=SilentOnReset)
+    url = "/api/stations/fora072/commands"
+    assert await http_json(server, "POST", f"{url}/unlock", key, {"connector": 2}) == (200, {"status": "Unlocked"})
+    assert await http_json(server, "POST", f"{url}/clear_cache", key) == (200, {"status": "Accepted"})
+    status, answer = await http_json(server, "POST", f"{url}/get_configuration", key, {"keys": ["Nope"]})
+    assert status == 200 and answer == {"configurationKey": [], "unknownKey": ["Nope"]}
+    assert await http_json(server, "POST", f"{url}/warp", key, {}) == (
+        404, {"error": {"code": 404, "message": "Unknown command warp"}})
+    assert await http_json(server, "POST", "/api/stations/ghost/commands/clear_cache", key) == (
+        404, {"error": {"code": 404, "message": "Unknown station ghost"}})
+    assert await http_json(server, "POST", f"{url}/reset", key, {"type": "Medium"}) == (
+        400, {"error": {"code": 400, "message": "type must be one of Soft, Hard"}})
+    assert (await http_json(server, "POST", f"{url}/reset", key, b"[1]"))[0] == 400
+    status, body = await http_json(server, "POST", f"{url}/reset", keys["readonly"], {"type": "Soft"})
+    assert status == 403 and body["error"]["message"] == "Missing scope write:charging"
+    settings.OCPP_COMMAND_TIMEOUT = 1
+    status, body = await http_json(server, "POST", f"{url}/reset", key, {"type": "Hard"})
+    assert status == 504 and body["error"]["message"] == "Reset timeout: station fora072 did not answer in 1 s"
+    await Station.objects.acreate(pk="sleeper")
+    status, body = await http_json(server, "POST", "/api/stations/sleeper/commands/clear_cache", key)
+    assert status == 409 and body["error"]["message"] == "Station sleeper is offline"
+
+
+async def test_a_command_the_charger_answers_with_a_callerror_is_502(server, keys, charger_factory):
+    from ocpp.v16 import ChargePoint as BareChargePoint
+
+    class Bare(BareChargePoint):
+        def __init__(self, state, connection):
+            super().__init__(state.station_id, connection)
+            self.state, self.tasks = state, set()
+
+        async def boot(self):
+            return None
+
+    await charger_factory(cls=Bare)
+    status, body = await http_json(server, "POST", "/api/stations/fora072/commands/reset", keys["full"],
+                                   {"type": "Soft"})
+    assert status == 502 and "NotImplemented" in body["error"]["message"]
+
+
+async def test_start_and_stop_as_commands_follow_the_keys_rules(server, keys, charger_factory):
+    await charger_factory("fora072", connectors=2)
+    url = "/api/stations/fora072/commands"
+    status, body = await http_json(server, "POST", f"{url}/remote_start", keys["bound"], {"connector": 1,
+                                                                                          "idTag": "OTHER"})
+    assert status == 403
+    status, started = await http_json(server, "POST", f"{url}/remote_start", keys["bound"], {"connector": 1})
+    assert status == 200 and started["status"] == "Accepted" and started["correlationId"].startswith("corr-")
+
+    async def running():
+        return await Transaction.objects.filter(id_tag="FLEET-1", stopped_at__isnull=True).afirst()
+
+    tx = await eventually(running)
+    status, body = await http_json(server, "POST", f"{url}/remote_stop", keys["other"], {"transaction": tx.pk})
+    assert status == 403 and body["error"]["message"] == "This transaction was not started with this API key or its idTags"
+    status, stopped = await http_json(server, "POST", f"{url}/remote_stop", keys["bound"], {"transaction": tx.pk})
+    assert status == 200 and stopped["status"] == "Accepted" and stopped["correlationId"].startswith("corr-stop-")

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from csms.events import call_service
 from mobileapi import services
 from mobileapi.errors import BadRequest
-from mobileapi.models import Scope
 from mobileapi.registry import CONNECTOR_ID, STATION_ID, TRANSACTION_ID, action, limit
 from stations import commands
+from stations.commands.registry import REGISTRY
 from stations.errors import Forbidden
 
 log = logging.getLogger("mobileapi")
@@ -63,7 +63,7 @@ async def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
     "startCharging",
     params={"properties": {"stationId": STATION_ID, "connectorId": CONNECTOR_ID, "idTag": ID_TAG},
             "required": ["stationId", "connectorId"]},
-    scope=Scope.WRITE_CHARGING,
+    scope=REGISTRY["remote_start"].scope,
     detached=True,
     summary="Asks the charger to start a transaction (OCPP RemoteStartTransaction). `idTag` may be left out "
             "only by a key bound to exactly one idTag (that tag is used); a bound key may use only its own tags.",
@@ -111,7 +111,7 @@ async def start_charging(conn, params):
 @action(
     "stopCharging",
     params={"properties": {"transactionId": TRANSACTION_ID, "stationId": STATION_ID, "connectorId": CONNECTOR_ID}},
-    scope=Scope.WRITE_CHARGING,
+    scope=REGISTRY["remote_stop"].scope,
     detached=True,
     summary="Asks the charger to stop an active transaction (OCPP RemoteStopTransaction): give `transactionId`, "
             "or `stationId` and `connectorId` (`transactionId` alone decides when both are given).",

@@ -1,23 +1,26 @@
 """What staff can do to a charger from its admin page.
 
-Each operation is a small form and a coroutine that calls the remote-command
-service (or a station service) and says, in one line, what the charger
-answered. The admin view validates the form, runs the operation and shows
-that line as a message; errors (offline, timeout, CALLERROR, refused
-preconditions) come back as the services raise them.
+Each operation is a registered charger command (stations/commands/registry.py)
+with a form made from its parameters, plus the station's registration (a
+database change). The admin view validates the form, runs the operation and
+shows, in one line, what the charger answered; errors (offline, timeout,
+CALLERROR, refused preconditions) come back as the services raise them.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.core.exceptions import PermissionDenied
 
 from csms.events import call_service
 from stations import commands, rules, services
 from stations.actors import Actor
+from stations.commands.registry import REGISTRY, Command, Param
 from stations.models import Connector, RegistrationStatus, Station, Transaction
 
 
@@ -31,15 +34,39 @@ def _connector_choices(station: Station, *, include_station: bool = False) -> li
     return [(0, "Whole station (0)"), *choices] if include_station else choices
 
 
+def _field(param: Param, station: Station) -> forms.Field:
+    """The form field of a command parameter, offering the station's own connectors or transactions."""
+    label = param.label or None
+    if param.refers_to:
+        if param.refers_to == "connector":
+            choices: list[tuple[Any, str]] = _connector_choices(station, include_station=param.minimum == 0)
+        else:
+            choices = []  # a transaction: the operation's form offers the active ones
+        if not param.required:
+            choices = [("", "All connectors"), *choices]
+        return forms.TypedChoiceField(label=label, coerce=int, choices=choices, required=param.required,
+                                      empty_value=None)
+    if param.choices:
+        return forms.ChoiceField(label=label, choices=[(choice, choice) for choice in param.choices],
+                                 required=param.required, initial=param.default)
+    if param.type is int:
+        return forms.IntegerField(label=label, min_value=param.minimum, max_value=param.maximum,
+                                  required=param.required)
+    return forms.CharField(label=label, max_length=param.max_length, required=param.required)
+
+
 class StationForm(forms.Form):
     """An operation's form; ``unavailable`` says why it cannot work now (the panel disables it)."""
 
     needs_online = True
+    command: Command | None = None  # the registered command whose parameters are its fields
 
     def __init__(self, station: Station, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.station = station
         self.unavailable = ""
+        for param in self.command.params if self.command else ():
+            self.fields[param.name] = _field(param, station)
         self.setup()
         if self.needs_online and not station.is_online:
             self.unavailable = "The charger is offline: it cannot be sent commands until it reconnects."
@@ -47,11 +74,20 @@ class StationForm(forms.Form):
     def setup(self) -> None:
         pass
 
+    def params(self) -> dict[str, Any]:
+        """The cleaned fields as the command's parameters (checked by the registry: InvalidValue)."""
+        assert self.command is not None
+        given = {param.wire: self.cleaned_data.get(param.name) for param in self.command.params}
+        # A blank optional field is a parameter left out.
+        return self.command.validate({name: value for name, value in given.items() if value not in ("", None)})
 
-class RemoteStartForm(StationForm):
-    connector = forms.TypedChoiceField(coerce=int)
-    id_tag = forms.CharField(label="idTag", max_length=20)
 
+@functools.cache
+def form_of(command: Command) -> type[StationForm]:
+    return type(f"{command.name.title().replace('_', '')}Form", (StationForm,), {"command": command})
+
+
+class RemoteStartForm(form_of(REGISTRY["remote_start"])):  # type: ignore[misc]
     def setup(self) -> None:
         # Only connectors a start can work on (services.prepare_remote_start refuses the others).
         connectors = list(Connector.objects.filter(station=self.station, number__gt=0).order_by("number"))
@@ -64,9 +100,7 @@ class RemoteStartForm(StationForm):
             self.unavailable = f"No connector is free to start on (connectors: {busy})."
 
 
-class RemoteStopForm(StationForm):
-    transaction = forms.TypedChoiceField(coerce=int)
-
+class RemoteStopForm(form_of(REGISTRY["remote_stop"])):  # type: ignore[misc]
     def setup(self) -> None:
         active = (Transaction.objects.filter(station=self.station, stopped_at__isnull=True)
                   .select_related("connector").order_by("connector__number"))
@@ -74,39 +108,12 @@ class RemoteStopForm(StationForm):
         self.fields["transaction"].choices = [("", "Choose a transaction…")] + [
             (tx.pk, f"#{tx.pk} on connector {tx.connector.number} ({tx.id_tag})") for tx in active
         ]
+        self.fields["transaction"].required = True
         if len(self.fields["transaction"].choices) == 1:
             self.unavailable = "No transaction is active on this station."
 
 
-class ResetForm(StationForm):
-    type = forms.ChoiceField(choices=[("Soft", "Soft"), ("Hard", "Hard")])
-
-
-class UnlockForm(StationForm):
-    connector = forms.TypedChoiceField(coerce=int)
-
-    def setup(self) -> None:
-        self.fields["connector"].choices = _connector_choices(self.station)
-
-
-class AvailabilityForm(StationForm):
-    connector = forms.TypedChoiceField(coerce=int)
-    type = forms.ChoiceField(choices=[("Operative", "Operative"), ("Inoperative", "Inoperative")])
-
-    def setup(self) -> None:
-        self.fields["connector"].choices = _connector_choices(self.station, include_station=True)
-
-
-class TriggerStatusForm(StationForm):
-    connector = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
-
-    def setup(self) -> None:
-        self.fields["connector"].choices = [("", "All connectors"), *_connector_choices(self.station)]
-
-
-class ChangeConfigurationForm(StationForm):
-    key = forms.CharField(max_length=50)
-    value = forms.CharField(max_length=500, required=False)
+ChangeConfigurationForm = form_of(REGISTRY["change_configuration"])
 
 
 class RegistrationForm(StationForm):
@@ -114,44 +121,46 @@ class RegistrationForm(StationForm):
     status = forms.ChoiceField(choices=[(RegistrationStatus.ACCEPTED, "Accept"), (RegistrationStatus.REJECTED, "Reject")])
 
 
-async def _remote_start(station: Station, data: dict[str, Any], user: Any) -> str:
+Run = Callable[[Station, StationForm, Any], Awaitable[str]]
+
+
+def _allowed(command: Command, user: Any) -> None:
+    if not user.has_perm(command.permission):
+        raise PermissionDenied
+
+
+async def _remote_start(station: Station, form: StationForm, user: Any) -> str:
+    params = form.params()
     status = await commands.remote_start(
-        station.pk, data["connector"], data["id_tag"], requested_by=Actor.user(user)
+        station.pk, params["connector"], params["id_tag"], requested_by=Actor.user(user)
     )
-    return f"RemoteStartTransaction on connector {data['connector']}: the charger answered {status}"
+    action = commands.action_of("remote_start", station.ocpp_version)
+    return f"{action} on connector {params['connector']}: the charger answered {status}"
 
 
-async def _remote_stop(station: Station, data: dict[str, Any], user: Any) -> str:
-    status, transaction_id, _ = await commands.remote_stop(transaction_id=data["transaction"], actor=actor_of(user))
-    return f"RemoteStopTransaction of transaction {transaction_id}: the charger answered {status}"
+async def _remote_stop(station: Station, form: StationForm, user: Any) -> str:
+    params = form.params()
+    status, transaction_id, _ = await commands.remote_stop(transaction_id=params["transaction"], actor=actor_of(user))
+    action = commands.action_of("remote_stop", station.ocpp_version)
+    return f"{action} of transaction {transaction_id}: the charger answered {status}"
 
 
-def _command(action: str, payload: Callable[[dict[str, Any]], dict[str, Any]]):
-    async def run(station: Station, data: dict[str, Any], user: Any) -> str:
-        answer = await commands.operate(station.pk, action, payload(data), actor=actor_of(user))
-        return f"{action}: the charger answered {answer.get('status', answer)}"
-
-    return run
+async def _command(station: Station, form: StationForm, user: Any) -> str:
+    assert form.command is not None
+    action, answer = await commands.operate(station.pk, form.command.name, form.params(), actor=actor_of(user))
+    return f"{action}: the charger answered {answer.get('status', answer)}"
 
 
-def _trigger_payload(data: dict[str, Any]) -> dict[str, Any]:
-    payload: dict[str, Any] = {"requestedMessage": "StatusNotification"}
-    if data["connector"] is not None:
-        payload["connectorId"] = data["connector"]
-    return payload
-
-
-async def _registration(station: Station, data: dict[str, Any], user: Any) -> str:
-    status = data["status"]
+async def _registration(station: Station, form: StationForm, user: Any) -> str:
+    status = form.cleaned_data["status"]
     await call_service(services.set_registration_status, station.pk, status, actor=actor_of(user))
     text = f"Registration status set to {status}"
     if status == RegistrationStatus.ACCEPTED and station.is_online:
         # An accepted charger learns it at its next BootNotification: ask for one now.
         try:
-            answer = await commands.operate(
-                station.pk, "TriggerMessage", {"requestedMessage": "BootNotification"}, actor=actor_of(user)
-            )
-            text += f"; asked the charger to boot again (TriggerMessage: {answer.get('status')})"
+            action, answer = await commands.operate(station.pk, "trigger_message", {"message": "BootNotification"},
+                                                    actor=actor_of(user))
+            text += f"; asked the charger to boot again ({action}: {answer.get('status')})"
         except services.DomainError as error:
             text += f"; the charger could not be asked to boot again ({error})"
     return text
@@ -162,27 +171,38 @@ class Operation:
     name: str
     title: str
     form: type[StationForm]
-    run: Callable[[Station, dict[str, Any], Any], Awaitable[str]]
+    run: Run
     button: str = "Send"
+    do_not_call_in_templates = True  # the panel's template reads its fields
+
+    async def __call__(self, station: Station, form: StationForm, user: Any) -> str:
+        if form.command is not None:
+            _allowed(form.command, user)
+        return await self.run(station, form, user)
 
 
-OPERATIONS: dict[str, Operation] = {
-    op.name: op
-    for op in (
-        Operation("remote_start", "Remote start", RemoteStartForm, _remote_start, "Start"),
-        Operation("remote_stop", "Remote stop", RemoteStopForm, _remote_stop, "Stop"),
-        Operation("reset", "Reset", ResetForm, _command("Reset", lambda d: {"type": d["type"]}), "Reset"),
-        Operation("unlock", "Unlock connector", UnlockForm,
-                  _command("UnlockConnector", lambda d: {"connectorId": d["connector"]}), "Unlock"),
-        Operation("availability", "Change availability", AvailabilityForm,
-                  _command("ChangeAvailability", lambda d: {"connectorId": d["connector"], "type": d["type"]}),
-                  "Change"),
-        Operation("trigger_status", "Trigger status notification", TriggerStatusForm,
-                  _command("TriggerMessage", _trigger_payload), "Trigger"),
-        Operation("change_configuration", "Change configuration", ChangeConfigurationForm,
-                  _command("ChangeConfiguration", lambda d: {"key": d["key"], "value": d["value"]}), "Change"),
-        Operation("registration", "Registration", RegistrationForm, _registration, "Set"),
-    )
-}
-# Shown in the "Act on the charger" panel (configuration has its own page).
-PANEL = ("remote_start", "remote_stop", "reset", "unlock", "availability", "trigger_status")
+# The panel's names of two commands, kept from before the registry (bookmarked URLs, the panel's form ids).
+_NAMES = {"change_availability": "availability", "trigger_message": "trigger_status"}
+_FORMS: dict[str, type[StationForm]] = {"remote_start": RemoteStartForm, "remote_stop": RemoteStopForm,
+                                        "change_configuration": ChangeConfigurationForm}
+_RUNS: dict[str, Run] = {"remote_start": _remote_start, "remote_stop": _remote_stop}
+
+
+def _operation(command: Command) -> Operation:
+    return Operation(_NAMES.get(command.name, command.name), command.title,
+                     _FORMS.get(command.name) or form_of(command), _RUNS.get(command.name, _command), command.button)
+
+
+_REGISTRATION = Operation("registration", "Registration", RegistrationForm, _registration, "Set")
+# The configuration's commands have their own page.
+_OWN_PAGE = frozenset({"get_configuration", "change_configuration"})
+
+
+def operations() -> dict[str, Operation]:
+    """Every operation by its name in the admin's URLs: each registered command's, and the registration."""
+    return {op.name: op for op in (*map(_operation, REGISTRY.values()), _REGISTRATION)}
+
+
+def panel() -> list[Operation]:
+    """What the "Act on the charger" panel offers, in the registry's order."""
+    return [_operation(command) for name, command in REGISTRY.items() if name not in _OWN_PAGE]

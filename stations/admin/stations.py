@@ -20,7 +20,7 @@ from csms.formatting import duration, kwh, money
 from csms.models import Event
 from stations import commands, rules, selectors, services
 from stations.admin.display import local_time, number, started_by
-from stations.admin.operations import OPERATIONS, PANEL, ChangeConfigurationForm, RegistrationForm, actor_of
+from stations.admin.operations import ChangeConfigurationForm, RegistrationForm, actor_of, operations, panel
 from stations.models import Station, Transaction
 
 RECENT = 15
@@ -123,7 +123,7 @@ class StationAdmin(admin.ModelAdmin):
         if station is not None:
             extra_context.update(self.overview(station))
         if station is not None and self.can_operate(request):
-            extra_context["operations"] = [(OPERATIONS[name], OPERATIONS[name].form(station)) for name in PANEL]
+            extra_context["operations"] = [(op, op.form(station)) for op in panel()]
             extra_context["registration_form"] = RegistrationForm(station)
             extra_context["configuration_unavailable"] = ChangeConfigurationForm(station).unavailable
         extra_context["can_set_password"] = request.user.has_perm("stations.change_station")
@@ -135,7 +135,7 @@ class StationAdmin(admin.ModelAdmin):
         return get_object_or_404(Station, pk=object_id)
 
     def _run(self, request: HttpRequest, station: Station, operation_name: str) -> bool:
-        operation = OPERATIONS.get(operation_name)
+        operation = operations().get(operation_name)
         if operation is None:
             raise Http404("No such operation")
         form = operation.form(station, request.POST)
@@ -144,7 +144,7 @@ class StationAdmin(admin.ModelAdmin):
             messages.error(request, f"{operation.title}: {errors}")
             return False
         try:
-            text = async_to_sync(operation.run)(station, form.cleaned_data, request.user)
+            text = async_to_sync(operation)(station, form, request.user)
         except services.DomainError as error:
             messages.error(request, f"{operation.title} on {station.pk} failed: {error} ({error.code})")
             return False
@@ -180,8 +180,8 @@ class StationAdmin(admin.ModelAdmin):
             if "key" in request.POST:
                 self._run(request, station, "change_configuration")
             try:
-                answer = async_to_sync(commands.operate)(station.pk, "GetConfiguration", {},
-                                                         actor=actor_of(request.user))
+                _, answer = async_to_sync(commands.operate)(station.pk, "get_configuration", {},
+                                                            actor=actor_of(request.user))
             except services.DomainError as error:
                 messages.error(request, f"GetConfiguration on {station.pk} failed: {error} ({error.code})")
                 return HttpResponseRedirect(reverse("admin:stations_station_configuration", args=[station.pk]))

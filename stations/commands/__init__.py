@@ -1,17 +1,18 @@
-"""The remote-command service: send an OCPP call to a charger from anywhere.
+"""The remote-command service: send a command to a charger from anywhere.
 
-Callable from any process (mobile consumer, admin, management command): the
-command travels over the channel layer to the channel of whichever consumer
-holds the station's socket (``Station.channel_name``), that consumer runs the
-OCPP call in a task of its own, and the charger's answer comes back on a
-channel made for this request.
+Callable from any process (mobile consumer, admin, HTTP API, management
+command): a registered command (``registry.py``) is built for the OCPP version
+the station speaks, travels over the channel layer to the channel of
+whichever consumer holds the station's socket (``Station.channel_name``), that
+consumer runs the OCPP call in a task of its own, and the charger's answer
+comes back on a channel made for this request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -20,29 +21,17 @@ from django.conf import settings
 from csms import metrics
 from csms.events import call_service
 from csms.layers import ChannelLayerUnavailable
+from stations import ocpp as adapters
 from stations import services
 from stations.actors import CHARGER, Actor
 from stations.errors import ChargerError, Conflict, DomainError, NotFound, Timeout, Unavailable
 from stations.models import Station, Transaction
-from stations.ocpp.v16 import ChargePoint16
+from stations.ocpp import Adapter
 
 log = logging.getLogger("stations.commands")
 
-# The CSMS-initiated OCPP 1.6 actions this service sends.
-ACTIONS = frozenset(
-    {
-        "RemoteStartTransaction",
-        "RemoteStopTransaction",
-        "Reset",
-        "UnlockConnector",
-        "ChangeAvailability",
-        "GetConfiguration",
-        "ChangeConfiguration",
-        "ClearCache",
-        "TriggerMessage",
-        "DataTransfer",
-    }
-)
+# The action and payload to send, given the adapter of the station's version.
+Request = Callable[[Adapter], tuple[str, dict[str, Any]]]
 
 
 class CommandError(DomainError):
@@ -89,49 +78,91 @@ def _require_bus(action: str) -> None:
         raise BusUnavailable.for_action(action)
 
 
-def _station_channel(station_id: str) -> tuple[bool, str] | None:
-    return Station.objects.filter(pk=station_id).values_list("is_online", "channel_name").first()
+def _station_channel(station_id: str) -> tuple[bool, str, str] | None:
+    return Station.objects.filter(pk=station_id).values_list("is_online", "channel_name", "ocpp_version").first()
+
+
+def action_of(command: str, version: str) -> str:
+    """The action a registered command is sent as to a station of this OCPP version ("": the
+    preferred version, for a station not looked up yet)."""
+    return adapters.for_version(version).action_of(command)
+
+
+def _raw(action: str, payload: dict[str, Any] | None) -> Request:
+    def request(adapter: Adapter) -> tuple[str, dict[str, Any]]:
+        if action not in adapter.csms_actions:
+            raise DomainError(f"Unsupported command {action}")
+        return action, payload or {}
+
+    return request
+
+
+def _built(command: str, params: Mapping[str, Any]) -> Request:
+    def request(adapter: Adapter) -> tuple[str, dict[str, Any]]:
+        if command not in adapter.commands:
+            raise Conflict(f"{command} cannot be sent to an OCPP {adapter.version} station")
+        return adapter.build(command, params)
+
+    return request
 
 
 async def send_command(
     station_id: str, action: str, payload: dict[str, Any] | None = None, *, timeout: float | None = None,
     on_sent: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Send one OCPP call to a station; return the charger's answer payload (camelCase).
+    """Send one call of the station's OCPP version (its action name and camelCase payload);
+    return the charger's answer payload (camelCase). Raises as ``send`` does."""
+    return (await _deliver(station_id, _raw(action, payload), timeout, on_sent))[2]
+
+
+async def send(
+    station_id: str, command: str, params: Mapping[str, Any], *, timeout: float | None = None,
+    on_sent: Callable[[], None] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Send a registered command (its parameters checked: ``registry.Command.validate``);
+    return the action sent and the charger's answer payload (camelCase).
 
     Raises NotFound (unknown station), StationOffline, StationDisconnected
     (the socket closed while waiting), CommandTimeout, CommandFailed
     (CALLERROR), BusUnavailable (Redis down) or DomainError (a payload the
     OCPP schema refuses).
     """
-    if action not in ACTIONS:
-        raise DomainError(f"Unsupported command {action}")
+    _, action, answer = await _deliver(station_id, _built(command, params), timeout, on_sent)
+    return action, answer
+
+
+async def _deliver(
+    station_id: str, request: Request, timeout: float | None, on_sent: Callable[[], None] | None
+) -> tuple[Adapter, str, dict[str, Any]]:
+    row = await call_service(_station_channel, station_id)
+    if row is None:
+        raise NotFound(f"Unknown station {station_id}")
+    is_online, channel, version = row
+    adapter = adapters.for_version(version)
+    action, payload = request(adapter)
     try:
-        await ChargePoint16.check_command(action, payload or {})
+        await adapter.charge_point.check_command(action, payload)
     except ValueError as error:
         raise DomainError(str(error)) from None
     timeout = float(timeout or settings.OCPP_COMMAND_TIMEOUT)
     try:
-        answer = await _send(station_id, action, payload, timeout, on_sent)
+        if not is_online or not channel:
+            raise StationOffline(f"Station {station_id} is offline")
+        answer = await _send(station_id, channel, action, payload, timeout, on_sent)
     except CommandError as error:
         metrics.remote_commands.labels(action, error.outcome).inc()
         raise
     metrics.remote_commands.labels(action, metrics.command_outcome(answer.get("status"))).inc()
-    return answer
+    return adapter, action, answer
 
 
 async def _send(
-    station_id: str, action: str, payload: dict[str, Any] | None, timeout: float, on_sent: Callable[[], None] | None
+    station_id: str, channel: str, action: str, payload: dict[str, Any], timeout: float,
+    on_sent: Callable[[], None] | None,
 ) -> dict[str, Any]:
-    row = await call_service(_station_channel, station_id)
-    if row is None:
-        raise NotFound(f"Unknown station {station_id}")
-    is_online, channel = row
-    if not is_online or not channel:
-        raise StationOffline(f"Station {station_id} is offline")
     layer = get_channel_layer()
     reply_channel = await layer.new_channel()
-    message = {"type": "station.command", "action": action, "payload": payload or {}, "reply_to": reply_channel,
+    message = {"type": "station.command", "action": action, "payload": payload, "reply_to": reply_channel,
                "timeout": timeout}
     try:
         await layer.send(channel, message)
@@ -165,26 +196,58 @@ def _outcome(station_id: str, action: str, timeout: float, reply: dict[str, Any]
     raise DomainError(f"Invalid {action}: {reply.get('error')}")
 
 
-async def operate(station_id: str, action: str, payload: dict[str, Any], *, actor: str) -> dict[str, Any]:
-    """Send a command on an operator's behalf and record it as a ``station.command`` event.
+async def operate(
+    station_id: str, command: str, params: Mapping[str, Any], *, actor: str, timeout: float | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Send a registered command on an operator's behalf and record it as a ``station.command`` event
+    (with the action and payload as sent).
 
-    Returns the charger's answer; raises as ``send_command`` does. A command
-    that was sent is recorded whatever its outcome (answer, CALLERROR,
-    timeout, disconnect); one refused before sending (unknown station,
-    invalid payload) is not.
+    Returns the action sent and the charger's answer; raises as ``send``
+    does. A command that was sent is recorded whatever its outcome (answer,
+    CALLERROR, timeout, disconnect); one refused before sending (unknown
+    station, invalid payload) is not.
     """
-    data: dict[str, Any] = {"stationId": station_id, "action": action, "payload": payload}
+    sent: dict[str, Any] = {}
+
+    def request(adapter: Adapter) -> tuple[str, dict[str, Any]]:
+        sent["adapter"] = adapter
+        sent["action"], sent["payload"] = _built(command, params)(adapter)
+        return sent["action"], sent["payload"]
+
     try:
-        answer = await send_command(station_id, action, payload)
+        _, action, answer = await _deliver(station_id, request, timeout, None)
     except CommandError as error:
         if not isinstance(error, StationOffline):
             await call_service(services.record_command, "station.command", station_id,
-                               {**data, "outcome": error.outcome, "error": str(error)}, actor=actor)
+                               {**_sent(station_id, sent), "outcome": error.outcome, "error": str(error)},
+                               actor=actor)
         raise
-    recorded = {"keys": len(answer.get("configurationKey") or [])} if action == "GetConfiguration" else answer
+    recorded = sent["adapter"].recorded_answer(action, answer)
     await call_service(services.record_command, "station.command", station_id,
-                       {**data, "outcome": "ok", "answer": recorded}, actor=actor)
-    return answer
+                       {**_sent(station_id, sent), "outcome": "ok", "answer": recorded}, actor=actor)
+    return action, answer
+
+
+def _sent(station_id: str, sent: dict[str, Any]) -> dict[str, Any]:
+    return {"stationId": station_id, "action": sent["action"], "payload": sent["payload"]}
+
+
+async def run(
+    station_id: str, command: str, params: Mapping[str, Any], *, actor: str, requested_by: Actor = CHARGER,
+    correlation_id: str = "", timeout: float | None = None,
+) -> dict[str, Any]:
+    """Any registered command with checked parameters, as its own flow has it: a remote
+    start or stop with its preconditions and result events, any other as ``operate``.
+    Returns the charger's answer (a start or stop: its ``status``)."""
+    if command == "remote_start":
+        status = await remote_start(station_id, params["connector"], params["id_tag"], correlation_id=correlation_id,
+                                    requested_by=requested_by, actor=actor, timeout=timeout)
+        return {"status": status}
+    if command == "remote_stop":
+        status, _, _ = await remote_stop(transaction_id=params["transaction"], station_id=station_id,
+                                         correlation_id=correlation_id, actor=actor, timeout=timeout)
+        return {"status": status}
+    return (await operate(station_id, command, params, actor=actor, timeout=timeout))[1]
 
 
 async def remote_start(
@@ -213,7 +276,7 @@ async def remote_start(
 async def prepare_remote_start(station_id: str, connector_id: int, id_tag: str, **who: Any) -> None:
     """Check the station and connector can start (404/409) and remember who asked
     (``correlation_id``, ``actor``: see services.prepare_remote_start)."""
-    _require_bus("RemoteStartTransaction")
+    _require_bus(action_of("remote_start", ""))
     await call_service(services.prepare_remote_start, station_id, connector_id, id_tag, **who)
 
 
@@ -226,8 +289,8 @@ async def execute_remote_start(
     result: dict[str, Any] = {"stationId": station_id, "connectorId": connector_id, "idTag": id_tag}
     if correlation_id:
         result["correlationId"] = correlation_id
-    payload = {"connectorId": connector_id, "idTag": id_tag}
-    status, error = await _send_recording(station_id, "RemoteStartTransaction", payload, timeout, on_sent)
+    params = {"connector": connector_id, "id_tag": id_tag}
+    status, error = await _send_recording(station_id, "remote_start", params, timeout, on_sent)
     if status != "Accepted":
         await call_service(services.forget_remote_start, station_id, id_tag, correlation_id)
     await call_service(services.record_command, "remote.start.result", station_id, {**result, "status": status},
@@ -259,7 +322,7 @@ async def prepare_remote_stop(
     correlation_id: str = "",
 ) -> Transaction:
     """Find the active transaction to stop (404) on an online station (409)."""
-    _require_bus("RemoteStopTransaction")
+    _require_bus(action_of("remote_stop", ""))
     return await call_service(
         services.prepare_remote_stop, station_id, transaction_id, connector_id, correlation_id=correlation_id
     )
@@ -276,9 +339,7 @@ async def execute_remote_stop(
     # Recorded before sending: the charger's StopTransaction may arrive before its answer, and
     # services._close attributes transaction.stopped to whoever asked (not to its starter).
     await call_service(services.record_command, "remote.stop.requested", tx.station_id, result, actor=actor)
-    status, error = await _send_recording(
-        tx.station_id, "RemoteStopTransaction", {"transactionId": tx.pk}, timeout, on_sent
-    )
+    status, error = await _send_recording(tx.station_id, "remote_stop", {"transaction": tx.pk}, timeout, on_sent)
     await call_service(services.record_command, "remote.stop.result", tx.station_id, {**result, "status": status},
                        actor=actor)
     if error is not None:
@@ -287,11 +348,11 @@ async def execute_remote_stop(
 
 
 async def _send_recording(
-    station_id: str, action: str, payload: dict[str, Any], timeout: float | None, on_sent: Callable[[], None] | None
+    station_id: str, command: str, params: dict[str, Any], timeout: float | None, on_sent: Callable[[], None] | None
 ) -> tuple[str, CommandError | None]:
     """The charger's status word, or the outcome word and the error to raise once it is recorded."""
     try:
-        answer = await send_command(station_id, action, payload, timeout=timeout, on_sent=on_sent)
+        _, answer = await send(station_id, command, params, timeout=timeout, on_sent=on_sent)
     except CommandError as error:
         return {"timeout": "Timeout", "offline": "Offline"}.get(error.outcome, "Error"), error
     return answer["status"], None

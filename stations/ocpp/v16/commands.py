@@ -39,7 +39,7 @@ def remote_stop(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def get_configuration(params: Mapping[str, Any]) -> dict[str, Any]:
-    return _present({"key": params.get("keys") or None})
+    return _present({"key": list(params.get("keys") or ()) or None})
 
 
 def trigger_message(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,148 @@
+"""The registry of charger commands: one registration, offered by the admin, the HTTP API and station_command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client
+from django.urls import reverse
+
+from stations import commands
+from stations import ocpp as adapters
+from stations.admin import operations
+from stations.commands.registry import REGISTRY, Command, Param
+from stations.errors import InvalidValue, NotFound
+from stations.management.commands import station_command
+from stations.models import Connector, Station
+from stations.ocpp.v16 import commands as v16_commands
+from tests.admin_support import make_support
+from tests.conftest import http_json
+
+# Parameters each command can be sent with (by wire name), for the checks that build every one.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "remote_start": {"connector": 1, "idTag": "TAG-1"},
+    "remote_stop": {"transaction": 7},
+    "reset": {"type": "Soft"},
+    "unlock": {"connector": 2},
+    "change_availability": {"connector": 0, "type": "Inoperative"},
+    "get_configuration": {"keys": ["HeartbeatInterval"]},
+    "change_configuration": {"key": "HeartbeatInterval", "value": "60"},
+    "trigger_message": {"message": "StatusNotification", "connector": 1},
+    "clear_cache": {},
+    "data_transfer": {"vendorId": "com.example", "messageId": "hello", "data": "{}"},
+}
+
+PING = Command("ping_config", "Ping configuration", (Param("key", str, "Key", max_length=50),), button="Ping")
+
+
+@pytest.fixture
+def ping(monkeypatch: pytest.MonkeyPatch) -> Command:
+    """A command registered once, with its 1.6 builder: nothing else names it."""
+    monkeypatch.setitem(REGISTRY, PING.name, PING)
+    monkeypatch.setitem(v16_commands.COMMANDS, PING.name, ("GetConfiguration", lambda p: {"key": [p["key"]]}))
+    return PING
+
+
+def test_every_command_has_an_example_here() -> None:
+    assert set(EXAMPLES) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("adapter", adapters.ADAPTERS.values(), ids=lambda adapter: adapter.version)
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+async def test_every_adapter_builds_every_command_as_its_schema_wants(adapter: adapters.Adapter, name: str) -> None:
+    action, payload = adapter.build(name, REGISTRY[name].validate(EXAMPLES[name]))
+    assert action in adapter.csms_actions
+    await adapter.charge_point.check_command(action, payload)  # raises ValueError if the schema refuses it
+
+
+def test_optional_parameters_left_out_are_left_out_of_the_call() -> None:
+    adapter = adapters.BY_VERSION["1.6"]
+    trigger = REGISTRY["trigger_message"].validate({})
+    assert adapter.build("trigger_message", trigger) == ("TriggerMessage", {"requestedMessage": "StatusNotification"})
+    assert adapter.build("get_configuration", REGISTRY["get_configuration"].validate({})) == ("GetConfiguration", {})
+    assert adapter.build("change_configuration", REGISTRY["change_configuration"].validate({"key": "K"})) == (
+        "ChangeConfiguration", {"key": "K", "value": ""})
+
+
+@pytest.mark.parametrize(
+    "name, given, message",
+    [
+        ("reset", {}, "type is required"),
+        ("reset", {"type": "Medium"}, "type must be one of Soft, Hard"),
+        ("reset", {"type": "Soft", "force": True}, "reset takes no parameter force (it takes: type)"),
+        ("unlock", {"connector": "1"}, "connector must be an integer"),
+        ("unlock", {"connector": True}, "connector must be an integer"),
+        ("unlock", {"connector": 0}, "connector must be at least 1"),
+        ("remote_start", {"connector": 1, "idTag": "X" * 21}, "idTag must be at most 20 characters"),
+        ("get_configuration", {"keys": "HeartbeatInterval"}, "keys must be a list of strings"),
+        ("clear_cache", {"x": 1}, "clear_cache takes no parameter x (it takes: none)"),
+    ],
+)
+def test_parameters_are_checked_by_their_declaration(name: str, given: dict, message: str) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        REGISTRY[name].validate(given)
+    assert str(refused.value) == message and refused.value.code == 400
+
+
+def test_an_unknown_command_is_not_found() -> None:
+    from stations.commands import registry
+
+    with pytest.raises(NotFound, match="Unknown command warp"):
+        registry.get("warp")
+
+
+def test_negotiate_takes_the_preferred_version_offered(settings) -> None:
+    assert adapters.negotiate(["ocpp2.0.1", "ocpp1.6"]).version == "1.6"
+    assert adapters.negotiate(["ocpp2.0.1"]) is None
+    settings.OCPP_VERSIONS = []
+    assert adapters.negotiate(["ocpp1.6"]) is None  # a version not enabled is not spoken
+
+
+# --- One registration, three places ------------------------------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+def test_a_registered_command_is_in_the_admin_panel(ping: Command) -> None:
+    row = Station.objects.create(pk="fora072", is_online=True)
+    Connector.objects.create(station=row, number=1, status="Available")
+    assert "ping_config" in operations.operations() and PING.name in [op.name for op in operations.panel()]
+    agent = Client()
+    agent.force_login(make_support())
+    page = agent.get(reverse("admin:stations_station_change", args=["fora072"])).content.decode()
+    assert 'id="op-ping_config"' in page and "Ping configuration" in page and 'name="key"' in page
+    # Its form refuses what its parameters refuse.
+    response = agent.post(reverse("admin:stations_station_operate", args=["fora072", "ping_config"]),
+                          {"key": "K" * 51}, follow=True)
+    assert "Ping configuration: key: Ensure this value has at most 50 characters" in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_registered_command_is_sent_by_the_http_api(ping: Command, server, keys, charger_factory) -> None:
+    await charger_factory("fora072", connectors=1)
+    status, answer = await http_json(server, "POST", "/api/stations/fora072/commands/ping_config", keys["full"],
+                                     {"key": "HeartbeatInterval"})
+    assert status == 200, answer
+    assert answer == {"configurationKey": [{"key": "HeartbeatInterval", "readonly": False, "value": "300"}]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_registered_command_is_sent_by_station_command(ping: Command, monkeypatch, settings, capsys) -> None:
+    parser = station_command.Command().create_parser("manage.py", "station_command")
+    command_argument = next(action for action in parser._actions if action.dest == "action")
+    assert "ping_config" in command_argument.choices and "Reset" in command_argument.choices
+    sent: list[tuple] = []
+
+    async def run(station_id: str, name: str, params: dict, **kwargs: Any) -> dict:
+        sent.append((station_id, name, params, kwargs["actor"]))
+        return {"status": "Accepted"}
+
+    monkeypatch.setattr(commands, "run", run)
+    # Past the in-memory refusal (the command is not sent over the layer: ``run`` is the fake above).
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+    call_command("station_command", "fora072", "ping_config", '{"key": "HeartbeatInterval"}')
+    assert sent == [("fora072", "ping_config", {"key": "HeartbeatInterval"}, "system:station_command")]
+    assert capsys.readouterr().out.strip() == '{"status": "Accepted"}'
+    with pytest.raises(CommandError, match="400 key is required"):
+        call_command("station_command", "fora072", "ping_config", "{}")
