@@ -133,7 +133,8 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
         self.present = True
         metrics.chargers_connected.inc()
         try:
-            replaced = await groupcommit.call(services.station_connected, self.station_id, self.channel_name)
+            replaced = await groupcommit.call(services.station_connected, self.station_id, self.channel_name,
+                                              self.adapter.version)
         except asyncio.CancelledError:  # the server gave up on this connection midway
             self.present = False
             metrics.chargers_connected.dec()

@@ -146,3 +146,10 @@ def test_a_registered_command_is_sent_by_station_command(ping: Command, monkeypa
     assert capsys.readouterr().out.strip() == '{"status": "Accepted"}'
     with pytest.raises(CommandError, match="400 key is required"):
         call_command("station_command", "fora072", "ping_config", "{}")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_station_records_the_version_its_adapter_speaks(charger_factory) -> None:
+    await charger_factory("fora072", connectors=1)
+    assert (await Station.objects.aget(pk="fora072")).ocpp_version == "1.6"
+    assert commands.action_of("reset", "1.6") == "Reset"
