@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -385,7 +385,7 @@ def stop(request, transaction_id: int = Path(..., ge=1, le=2**53)):
 
 # --- Any registered command ----------------------------------------------------------------------
 
-def _key_rules(key: services.KeyInfo, command: str, given: dict) -> None:
+def _key_rules(key: services.KeyInfo, command: str, given: dict[str, Any]) -> None:
     """The rules a key's starts and stops follow on every API (403): its own idTags, its own sessions."""
     if command == "remote_start":
         id_tag = services.permitted_id_tag(key, given.get("idTag"))
@@ -398,7 +398,8 @@ def _key_rules(key: services.KeyInfo, command: str, given: dict) -> None:
 
 # Not in the OpenAPI document: its body's schema is the command's (docs/http-api.md lists them).
 @api.post("/stations/{station_id}/commands/{name}", include_in_schema=False)
-def station_command(request, station_id: str = STATION_ID, name: str = Path(..., max_length=64)):
+def station_command(request: HttpRequest, station_id: str = STATION_ID,
+                    name: str = Path(..., max_length=64)) -> dict[str, Any]:
     command = registry.get(name)  # 404 Unknown command
     key = need(request, command.scope)
     given = WireParser().parse_body(request) if request.body else {}

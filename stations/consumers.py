@@ -69,8 +69,9 @@ def basic_auth_password(scope: dict[str, Any], station_id: str) -> str | None:
 
 class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
     station_id: str = ""
+    # Both set by connect() before any frame or command can reach this connection.
     adapter: adapters.Adapter
-    charge_point: adapters.ChargePoint | None = None
+    charge_point: adapters.ChargePoint
     dropped_results = 0  # CALLRESULTs/CALLERRORs that answered no call of ours
     present = False  # marked online on this socket (and in this process's presence)
     command_tasks: frozenset[asyncio.Task] | set[asyncio.Task] = frozenset()  # CSMS calls in flight

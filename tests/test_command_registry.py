@@ -95,7 +95,8 @@ def test_an_unknown_command_is_not_found() -> None:
 
 
 def test_negotiate_takes_the_preferred_version_offered(settings) -> None:
-    assert adapters.negotiate(["ocpp2.0.1", "ocpp1.6"]).version == "1.6"
+    chosen = adapters.negotiate(["ocpp2.0.1", "ocpp1.6"])
+    assert chosen is not None and chosen.version == "1.6"
     assert adapters.negotiate(["ocpp2.0.1"]) is None
     settings.OCPP_VERSIONS = []
     assert adapters.negotiate(["ocpp1.6"]) is None  # a version not enabled is not spoken
@@ -131,6 +132,7 @@ async def test_a_registered_command_is_sent_by_the_http_api(ping: Command, serve
 def test_a_registered_command_is_sent_by_station_command(ping: Command, monkeypatch, settings, capsys) -> None:
     parser = station_command.Command().create_parser("manage.py", "station_command")
     command_argument = next(action for action in parser._actions if action.dest == "action")
+    assert command_argument.choices is not None
     assert "ping_config" in command_argument.choices and "Reset" in command_argument.choices
     sent: list[tuple] = []
 
