@@ -28,9 +28,10 @@ async def get_stations(conn, params):
     params={"properties": {"stationId": STATION_ID, "connectorId": CONNECTOR_ID}, "required": ["stationId", "connectorId"]},
     scope=Scope.READ_STATIONS,
     summary="One connector's status, with the live readings of its active transaction.",
-    result="`stationId`, `connectorId`, `status`, `transactionId`, `errorCode`, `updatedAt`, and from the latest "
-           "sample of the active transaction (all null without one) `energy` (Wh delivered, integer), `power` (W), "
-           "`current` (A), `voltage` (V), `soc` (%).",
+    result="`stationId`, `connectorId`, `status`, `transactionId`, `errorCode`, `updatedAt`, `energy` (Wh the "
+           "active transaction has delivered, integer: from its latest register, 0 before the first; null without "
+           "one), and from its latest sample (all null without one) `power` (W), `current` (A), `voltage` (V), "
+           "`soc` (%).",
     dialects="`transactionId` is an integer on `/ws`, a string on `/mobile-client`.",
     errors=((404, "Unknown station X"), (404, "Unknown connector N on station X")),
 )
