@@ -98,3 +98,20 @@ def test_a_database_of_the_schema_before_is_migrated(old_apps):
     requests = {r.id_tag: (r.actor, r.actor_name, r.transaction_id) for r in RemoteStartRequest.objects.all()}
     assert requests == {"APP-1": (f"apikey:{ids['key']}", "Partner app", ids["by_key"]),
                         "SUPPORT-1": (f"user:{ids['agent']}", "agent", None)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_back_restores_the_references(old_apps):
+    ids = old_network(old_apps)
+    migrate()
+    apps = migrate(BEFORE)
+
+    Transaction = apps.get_model("stations", "Transaction")
+    starters = {tx.pk: (tx.started_by_key_id, tx.started_by_user_id) for tx in Transaction.objects.all()}
+    assert starters == {ids["by_charger"]: (None, None), ids["by_key"]: (ids["key"], None),
+                        ids["by_staff"]: (None, ids["agent"])}
+    RemoteStartRequest = apps.get_model("stations", "RemoteStartRequest")
+    assert {(r.api_key_id, r.user_id) for r in RemoteStartRequest.objects.all()} == {(ids["key"], None),
+                                                                                     (None, ids["agent"])}
+    IdTag = apps.get_model("stations", "IdTag")
+    assert IdTag.objects.get(id_tag="CARD-1").parent.id_tag == "FLEET"

@@ -70,6 +70,10 @@ def restore_references(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor)
     IdTag.objects.exclude(group_id="").update(
         parent=Subquery(IdTag.objects.filter(id_tag=OuterRef("group_id")).values("pk")[:1])
     )
+    if schema_editor.connection.vendor == "postgresql":
+        # Check the restored foreign keys now: the actor columns are dropped next, in this
+        # transaction, and PostgreSQL refuses to alter a table with checks still pending.
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 class Migration(migrations.Migration):
