@@ -147,7 +147,8 @@ async def _remote_stop(station: Station, form: StationForm, user: Any) -> str:
 
 async def _command(station: Station, form: StationForm, user: Any) -> str:
     assert form.command is not None
-    action, answer = await commands.operate(station.pk, form.command.name, form.params(), actor=actor_of(user))
+    answer = await commands.operate(station.pk, form.command.name, form.params(), actor=actor_of(user))
+    action = commands.action_of(form.command.name, station.ocpp_version)
     return f"{action}: the charger answered {answer.get('status', answer)}"
 
 
@@ -158,8 +159,9 @@ async def _registration(station: Station, form: StationForm, user: Any) -> str:
     if status == RegistrationStatus.ACCEPTED and station.is_online:
         # An accepted charger learns it at its next BootNotification: ask for one now.
         try:
-            action, answer = await commands.operate(station.pk, "trigger_message", {"message": "BootNotification"},
-                                                    actor=actor_of(user))
+            answer = await commands.operate(station.pk, "trigger_message", {"message": "BootNotification"},
+                                            actor=actor_of(user))
+            action = commands.action_of("trigger_message", station.ocpp_version)
             text += f"; asked the charger to boot again ({action}: {answer.get('status')})"
         except services.DomainError as error:
             text += f"; the charger could not be asked to boot again ({error})"

@@ -180,8 +180,8 @@ class StationAdmin(admin.ModelAdmin):
             if "key" in request.POST:
                 self._run(request, station, "change_configuration")
             try:
-                _, answer = async_to_sync(commands.operate)(station.pk, "get_configuration", {},
-                                                            actor=actor_of(request.user))
+                answer = async_to_sync(commands.operate)(station.pk, "get_configuration", {},
+                                                         actor=actor_of(request.user))
             except services.DomainError as error:
                 messages.error(request, f"GetConfiguration on {station.pk} failed: {error} ({error.code})")
                 return HttpResponseRedirect(reverse("admin:stations_station_configuration", args=[station.pk]))

@@ -24,6 +24,7 @@ from csms.layers import ChannelLayerUnavailable
 from stations import ocpp as adapters
 from stations import services
 from stations.actors import CHARGER, Actor
+from stations.commands import registry
 from stations.errors import ChargerError, Conflict, DomainError, NotFound, Timeout, Unavailable
 from stations.models import Station, Transaction
 from stations.ocpp import Adapter
@@ -198,20 +199,22 @@ def _outcome(station_id: str, action: str, timeout: float, reply: dict[str, Any]
 
 async def operate(
     station_id: str, command: str, params: Mapping[str, Any], *, actor: str, timeout: float | None = None
-) -> tuple[str, dict[str, Any]]:
-    """Send a registered command on an operator's behalf and record it as a ``station.command`` event
-    (with the action and payload as sent).
+) -> dict[str, Any]:
+    """Send a command on an operator's behalf and record it as a ``station.command`` event
+    (with the action and payload as sent); return the charger's answer.
 
-    Returns the action sent and the charger's answer; raises as ``send``
-    does. A command that was sent is recorded whatever its outcome (answer,
-    CALLERROR, timeout, disconnect); one refused before sending (unknown
-    station, invalid payload) is not.
+    ``command`` is a registered command with its checked parameters, or an
+    action of the station's OCPP version with its payload (camelCase). Raises
+    as ``send`` does. A command that was sent is recorded whatever its
+    outcome (answer, CALLERROR, timeout, disconnect); one refused before
+    sending (unknown station, invalid payload) is not.
     """
+    build = _built(command, params) if command in registry.REGISTRY else _raw(command, dict(params))
     sent: dict[str, Any] = {}
 
     def request(adapter: Adapter) -> tuple[str, dict[str, Any]]:
         sent["adapter"] = adapter
-        sent["action"], sent["payload"] = _built(command, params)(adapter)
+        sent["action"], sent["payload"] = build(adapter)
         return sent["action"], sent["payload"]
 
     try:
@@ -225,7 +228,7 @@ async def operate(
     recorded = sent["adapter"].recorded_answer(action, answer)
     await call_service(services.record_command, "station.command", station_id,
                        {**_sent(station_id, sent), "outcome": "ok", "answer": recorded}, actor=actor)
-    return action, answer
+    return answer
 
 
 def _sent(station_id: str, sent: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +250,7 @@ async def run(
         status, _, _ = await remote_stop(transaction_id=params["transaction"], station_id=station_id,
                                          correlation_id=correlation_id, actor=actor, timeout=timeout)
         return {"status": status}
-    return (await operate(station_id, command, params, actor=actor, timeout=timeout))[1]
+    return await operate(station_id, command, params, actor=actor, timeout=timeout)
 
 
 async def remote_start(
