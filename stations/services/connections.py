@@ -108,7 +108,7 @@ def _check_station_connect_many(calls: list[tuple[tuple, dict]]) -> list[tuple[b
 
 
 _CHECK_STATION_CONNECT = inspect.signature(check_station_connect)
-check_station_connect.many = _check_station_connect_many  # type: ignore[attr-defined]  (csms/groupcommit.py)
+check_station_connect.many = _check_station_connect_many  # type: ignore[attr-defined]  # csms/groupcommit.py
 
 
 # --- Connection lifecycle ---------------------------------------------------------------
@@ -166,7 +166,7 @@ def _station_connected_many(calls: list[tuple[tuple, dict]]) -> list[tuple[bool,
 
 
 _STATION_CONNECTED = inspect.signature(station_connected)
-station_connected.many = _station_connected_many  # type: ignore[attr-defined]  (csms/groupcommit.py)
+station_connected.many = _station_connected_many  # type: ignore[attr-defined]  # csms/groupcommit.py
 
 
 def station_disconnected(

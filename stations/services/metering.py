@@ -85,7 +85,7 @@ def _record_meter_values_many(calls: list[tuple[tuple, dict]]) -> list[tuple[boo
     return outcomes
 
 
-record_meter_values.many = _record_meter_values_many  # type: ignore[attr-defined]  (csms/groupcommit.py)
+record_meter_values.many = _record_meter_values_many  # type: ignore[attr-defined]  # csms/groupcommit.py
 _NOT_READ = object()  # a connector's newest sample was not read with its lock
 
 
@@ -140,7 +140,7 @@ def _lock_for_readings(station_id: str, number: int) -> tuple[int, _Session | No
     row = query.first()
     if row is None:
         _connector(station_id, number)
-        row = query.first()
+        row = query.get()
     return row[0], (_Session(*row[1:]) if row[1] is not None else None)
 
 
@@ -246,12 +246,14 @@ def _announce_meter(
     station_id: str, connector_id: int, tx: _Session | None, newest: MeterSample, before: _Stored | None
 ) -> None:
     """Push the newest reading a message added; ``before``: the stored reading just before it, if known."""
+    previous: float | None
     if before is not None and before.transaction_id == (tx.pk if tx else None) and before.energy_wh is not None:
         previous = before.energy_wh  # the one the query below would find
     else:
         previous = (
             MeterSample.objects.filter(
-                station_id=station_id, connector_number=connector_id, transaction_id=tx.pk if tx else None,
+                station_id=station_id, connector_number=connector_id,
+                transaction_id=tx.pk if tx else None,  # type: ignore[misc]  # None: IS NULL, the readings of no session
                 timestamp__lt=newest.timestamp,
                 energy_wh__isnull=False,
             )

@@ -19,7 +19,7 @@ def price(tx: Transaction, problems: values.Problems) -> None:
     tx.tariff = tariff
     tx.currency = tariff.currency
     tx.cost = rules.compute_cost(
-        tx.energy_wh,
+        tx.energy_wh or 0,
         tx.duration_seconds or 0,
         price_per_kwh=tariff.price_per_kwh,
         price_per_minute=tariff.price_per_minute,
