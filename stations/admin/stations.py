@@ -140,7 +140,7 @@ class StationAdmin(admin.ModelAdmin):
             raise Http404("No such operation")
         form = operation.form(station, request.POST)
         if not form.is_valid():
-            errors = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
+            errors = "; ".join(f"{name}: {' '.join(map(str, errs))}" for name, errs in form.errors.items())
             messages.error(request, f"{operation.title}: {errors}")
             return False
         try:
