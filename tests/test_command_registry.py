@@ -67,6 +67,14 @@ def test_optional_parameters_left_out_are_left_out_of_the_call() -> None:
         "ChangeConfiguration", {"key": "K", "value": ""})
 
 
+def test_a_configuration_answer_is_read_by_the_adapter() -> None:
+    answer = {"configurationKey": [{"key": "MeterValueSampleInterval", "readonly": False, "value": "60"},
+                                   {"key": "NumberOfConnectors", "readonly": True}], "unknownKey": ["Nope"]}
+    assert adapters.BY_VERSION["1.6"].configuration(answer) == (
+        [{"key": "MeterValueSampleInterval", "value": "60", "readonly": False},
+         {"key": "NumberOfConnectors", "value": "", "readonly": True}], ["Nope"])
+
+
 @pytest.mark.parametrize(
     "name, given, message",
     [

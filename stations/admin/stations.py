@@ -180,18 +180,17 @@ class StationAdmin(admin.ModelAdmin):
             if "key" in request.POST:
                 self._run(request, station, "change_configuration")
             try:
-                answer = async_to_sync(commands.operate)(station.pk, "get_configuration", {},
-                                                         actor=actor_of(request.user))
+                rows, unknown = async_to_sync(commands.read_configuration)(station.pk, actor=actor_of(request.user))
             except services.DomainError as error:
-                messages.error(request, f"GetConfiguration on {station.pk} failed: {error} ({error.code})")
+                action = commands.action_of("get_configuration", station.ocpp_version)
+                messages.error(request, f"{action} on {station.pk} failed: {error} ({error.code})")
                 return HttpResponseRedirect(reverse("admin:stations_station_configuration", args=[station.pk]))
-            rows = sorted(answer.get("configurationKey") or [], key=lambda row: row.get("key", ""))
             context.update(
                 read=True,
                 rows=[{**row, "form": ChangeConfigurationForm(station, initial={"key": row["key"],
-                                                                                "value": row.get("value", "")})}
+                                                                                "value": row["value"]})}
                       for row in rows],
-                unknown=answer.get("unknownKey") or [],
+                unknown=unknown,
             )
         return TemplateResponse(request, "admin/stations/station/configuration.html", context)
 

@@ -27,7 +27,7 @@ from stations.actors import CHARGER, Actor
 from stations.commands import registry
 from stations.errors import ChargerError, Conflict, DomainError, NotFound, Timeout, Unavailable
 from stations.models import Station, Transaction
-from stations.ocpp import Adapter
+from stations.ocpp import Adapter, Configuration
 
 log = logging.getLogger("stations.commands")
 
@@ -209,26 +209,37 @@ async def operate(
     outcome (answer, CALLERROR, timeout, disconnect); one refused before
     sending (unknown station, invalid payload) is not.
     """
+    return (await _operate(station_id, command, params, actor, timeout))[1]
+
+
+async def read_configuration(station_id: str, *, actor: str) -> Configuration:
+    """``get_configuration`` on an operator's behalf, its answer read by the station's adapter."""
+    adapter, answer = await _operate(station_id, "get_configuration", {}, actor, None)
+    return adapter.configuration(answer)
+
+
+async def _operate(
+    station_id: str, command: str, params: Mapping[str, Any], actor: str, timeout: float | None
+) -> tuple[Adapter, dict[str, Any]]:
     build = _built(command, params) if command in registry.REGISTRY else _raw(command, dict(params))
     sent: dict[str, Any] = {}
 
     def request(adapter: Adapter) -> tuple[str, dict[str, Any]]:
-        sent["adapter"] = adapter
         sent["action"], sent["payload"] = build(adapter)
         return sent["action"], sent["payload"]
 
     try:
-        _, action, answer = await _deliver(station_id, request, timeout, None)
+        adapter, action, answer = await _deliver(station_id, request, timeout, None)
     except CommandError as error:
         if not isinstance(error, StationOffline):
             await call_service(services.record_command, "station.command", station_id,
                                {**_sent(station_id, sent), "outcome": error.outcome, "error": str(error)},
                                actor=actor)
         raise
-    recorded = sent["adapter"].recorded_answer(action, answer)
     await call_service(services.record_command, "station.command", station_id,
-                       {**_sent(station_id, sent), "outcome": "ok", "answer": recorded}, actor=actor)
-    return answer
+                       {**_sent(station_id, sent), "outcome": "ok", "answer": adapter.recorded_answer(action, answer)},
+                       actor=actor)
+    return adapter, answer
 
 
 def _sent(station_id: str, sent: dict[str, Any]) -> dict[str, Any]:

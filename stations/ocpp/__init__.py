@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from stations.ocpp import v16
-from stations.ocpp.adapter import Adapter, Builder, ChargePoint
+from stations.ocpp.adapter import Adapter, Builder, ChargePoint, Configuration
 
 _REGISTERED = (v16.ADAPTER,)
 
@@ -39,4 +39,5 @@ def for_version(version: str) -> Adapter:
     return BY_VERSION.get(version) or enabled()[0]
 
 
-__all__ = ["ADAPTERS", "BY_VERSION", "Adapter", "Builder", "ChargePoint", "enabled", "for_version", "negotiate"]
+__all__ = ["ADAPTERS", "BY_VERSION", "Adapter", "Builder", "ChargePoint", "Configuration", "enabled", "for_version",
+           "negotiate"]

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 # A neutral command's payload for one version: the command's checked parameters in,
-# the version's action name and payload (camelCase, as on the wire) out.
+# its payload (camelCase, as on the wire) out.
 Builder = Callable[[Mapping[str, Any]], dict[str, Any]]
+# A configuration as get_configuration's answer gives it: rows {key, value, readonly}, and unknown keys.
+Configuration = tuple[list[dict[str, Any]], list[str]]
 
 
 class ChargePoint(Protocol):
@@ -61,6 +63,8 @@ class Adapter:
     error_codes: Mapping[str, str] = field(default_factory=dict)
     # A charger's answer as a command's event records it (a summary where the answer is large).
     recorded_answer: Callable[[str, dict[str, Any]], dict[str, Any]] = lambda action, answer: answer
+    # get_configuration's answer read as a Configuration.
+    configuration: Callable[[dict[str, Any]], Configuration] = lambda answer: ([], [])
 
     def error_code(self, code: str) -> str:
         return self.error_codes.get(code, code)

@@ -4,7 +4,7 @@ from ocpp.v16.enums import Action
 
 from stations.ocpp.adapter import Adapter
 from stations.ocpp.v16.charge_point import ERROR_CODES_16, ChargePoint16
-from stations.ocpp.v16.commands import COMMANDS, CSMS_ACTIONS, recorded_answer
+from stations.ocpp.v16.commands import COMMANDS, CSMS_ACTIONS, configuration, recorded_answer
 
 SUBPROTOCOL = "ocpp1.6"
 
@@ -18,6 +18,7 @@ ADAPTER = Adapter(
     commands=COMMANDS,
     error_codes=ERROR_CODES_16,
     recorded_answer=recorded_answer,
+    configuration=configuration,
 )
 
 __all__ = ["ADAPTER", "SUBPROTOCOL", "ChargePoint16"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stations.ocpp.adapter import Builder
+from stations.ocpp.adapter import Builder, Configuration
 
 # The CSMS-initiated actions this CSMS sends (station_command's raw form).
 CSMS_ACTIONS = frozenset(
@@ -64,6 +64,13 @@ COMMANDS: dict[str, tuple[str, Builder]] = {
     "clear_cache": ("ClearCache", lambda params: {}),
     "data_transfer": ("DataTransfer", data_transfer),
 }
+
+
+def configuration(answer: dict[str, Any]) -> Configuration:
+    """GetConfiguration.conf: configurationKey rows are already {key, readonly, value?}."""
+    rows = [{"key": row.get("key", ""), "value": row.get("value", ""), "readonly": bool(row.get("readonly"))}
+            for row in answer.get("configurationKey") or []]
+    return sorted(rows, key=lambda row: row["key"]), list(answer.get("unknownKey") or [])
 
 
 def recorded_answer(action: str, answer: dict[str, Any]) -> dict[str, Any]:
