@@ -69,7 +69,7 @@ dev-cert:
 	@echo "wrote .local/tls/cert.pem and key.pem; clients trust it with --ca-file .local/tls/cert.pem"
 
 test: setup-test
-	$(BIN)/ruff check csms stations mobileapi tests bench
+	$(BIN)/ruff check csms stations mobileapi simulator tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev

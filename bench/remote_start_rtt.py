@@ -8,7 +8,7 @@ What it does
      migrated, dropped at the end).
   2. In this process, sets the same DATABASE_URL / REDIS_URL / CHANNEL_PREFIX before
      importing Django, then connects --chargers simulated chargers
-     (stations.simulator.SimulatedCharger, ChargerState.new(id, connectors=2)) to the
+     (simulator.v16.SimulatedCharger, ChargerState.new(id, connectors=2)) to the
      server and boots them. The chargers run in this process's event loop, as the
      callers do; the server is the other process, reached over the socket (chargers)
      and over Redis (commands), exactly as a mobile-API or admin process would.
@@ -87,9 +87,9 @@ async def wait_until(check, what: str, interval: float) -> None:
 async def bench(args: argparse.Namespace, server: Server) -> list[Phase]:
     from channels.layers import get_channel_layer
 
+    from simulator.v16 import ChargerState, SimulatedCharger, connect
     from stations import commands
     from stations.models import Connector, Station
-    from stations.simulator import ChargerState, SimulatedCharger, connect
 
     # --- Chargers ---------------------------------------------------------------------
     chargers: list[tuple[SimulatedCharger, object, asyncio.Task]] = []

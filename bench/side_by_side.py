@@ -277,7 +277,7 @@ async def storm_generator(cfg: dict, counters, events: dict) -> dict:
     row = [0] * len(COUNTERS)
     failures: dict[str, int] = {}
     drops: dict[str, int] = {}
-    from stations.simulator import ReconnectBackoff, retry_after
+    from simulator.v16 import ReconnectBackoff, retry_after
 
     handshakes: list[float] = []
     boots: list[float] = []

@@ -16,7 +16,7 @@ What it does
      compression): it connects to /ocpp/<id> with subprotocol ocpp1.6, sends one
      BootNotification (answer awaited --boot-timeout s), then a Heartbeat every
      --interval s. A failed handshake or a lost socket is retried after the
-     simulator's reconnect backoff (``stations.simulator.ReconnectBackoff``:
+     simulator's reconnect backoff (``simulator.v16.ReconnectBackoff``:
      jittered exponential, honouring a 503's Retry-After), as ``make demo``'s
      charger does; ``--no-retry`` gives each charger one attempt.
   3. Every --sample s the parent reads how many stations the database shows
@@ -110,7 +110,7 @@ async def run_charger(charger: Charger, cfg: dict, row: list, failures: dict, re
     import websockets
     from websockets.asyncio.client import connect
 
-    from stations.simulator import ReconnectBackoff, retry_after
+    from simulator.v16 import ReconnectBackoff, retry_after
 
     backoff = ReconnectBackoff()
     url = f"{cfg['url']}/ocpp/{cfg['prefix']}{charger.index:05d}"

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from stations.values import excerpt, finite
 
@@ -91,13 +91,6 @@ def authorization(record: TagRecord | None, *, accept_unknown: bool, now: dt.dat
     if status == "Accepted" and record.expiry_date is not None and record.expiry_date <= now:
         status = "Expired"
     return {"status": status, "expires_at": record.expiry_date, "group_id": record.group_id or None}
-
-
-def id_tag_info(record: TagRecord | None, *, accept_unknown: bool, now: dt.datetime) -> dict[str, Any]:
-    """``authorization`` as OCPP 1.6 answers it, rendered by the 1.6 adapter (tests/test_rules.py reads it here)."""
-    from stations.ocpp.v16.authorization import id_tag_info as render  # late: the adapter imports the services
-
-    return render(authorization(record, accept_unknown=accept_unknown, now=now))
 
 
 def boot_status(known: bool, registration_status: str | None, unknown_policy: str) -> str | None:

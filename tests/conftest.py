@@ -31,7 +31,7 @@ from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 
 from bench._support import free_port  # noqa: F401 (tests import it from here)
-from stations.simulator import ChargerState, SimulatedCharger, connect
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -11,10 +11,10 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from csms.models import Event
+from simulator.v16 import SimulatedCharger
 from stations import commands
 from stations.models import Connector, Station, Transaction
 from stations.services import Conflict, DomainError, NotFound
-from stations.simulator import SimulatedCharger
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)

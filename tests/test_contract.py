@@ -20,8 +20,8 @@ from ocpp.v16.enums import Action
 
 from csms.events import call_service, emit
 from mobileapi.client import MobileClient
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 from stations.models import Tariff
-from stations.simulator import ChargerState, SimulatedCharger, connect
 from tests.conftest import ROOT, http_json, server_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)

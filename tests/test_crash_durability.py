@@ -54,8 +54,8 @@ import websockets
 from django.utils.dateparse import parse_datetime
 
 from csms.models import Event, EventCounter
+from simulator.v16 import connect
 from stations.models import MeterSample, Transaction
-from stations.simulator import connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

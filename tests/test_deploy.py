@@ -29,9 +29,9 @@ import websockets
 
 from csms.events import call_service
 from mobileapi.client import MobileClient
+from simulator.v16 import ChargerState, SimulatedCharger, basic_auth_header, connect
 from stations import services
 from stations.models import Station
-from stations.simulator import ChargerState, SimulatedCharger, basic_auth_header, connect
 from tests.conftest import IN_CI, REDIS_TEST_URL, ROOT, _answers, free_port, server_database_url
 
 DEPLOY = ROOT / "deploy"

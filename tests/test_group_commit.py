@@ -137,9 +137,9 @@ async def test_chargers_sending_at_once_share_transactions_and_every_reading_is_
 async def test_handshakes_at_once_are_decided_together_each_by_its_own_rule(server, settings):
     """30 unknown stations and two with passwords (one given wrong) open their sockets at the
     same moment: each gets its own answer, the unknown ones are registered once each."""
+    from simulator.v16 import connect
     from stations import services
     from stations.models import Station
-    from stations.simulator import connect
 
     settings.OCPP_UNKNOWN_STATIONS = "accept"
     await Station.objects.acreate(pk="gcpw1")

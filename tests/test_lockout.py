@@ -20,9 +20,9 @@ import websockets
 from asgiref.sync import sync_to_async
 
 from mobileapi.client import MobileClient
+from simulator.v16 import connect
 from stations import services
 from stations.models import Station
-from stations.simulator import connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from stations.simulator import ChargerState, SimulatedCharger, connect
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 from tests.conftest import ROOT, server_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)

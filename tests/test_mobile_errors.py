@@ -10,8 +10,8 @@ import pytest
 
 from mobileapi.client import MobileClient
 from mobileapi.registry import ACTIONS, action
+from simulator.v16 import SimulatedCharger
 from stations.models import Station
-from stations.simulator import SimulatedCharger
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

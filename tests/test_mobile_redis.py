@@ -10,7 +10,7 @@ from csms.events import call_service
 from mobileapi import services
 from mobileapi.client import MobileClient
 from mobileapi.models import ApiKey
-from stations.simulator import ChargerState, SimulatedCharger, connect
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 from tests.conftest import REDIS_TEST_URL
 from tests.test_mobile_events import status_burst
 

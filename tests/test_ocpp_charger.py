@@ -13,8 +13,8 @@ from django.utils import timezone
 from ocpp.v16 import call
 
 from csms.models import Event
+from simulator.v16 import connect
 from stations.models import Connector, MeterSample, Station, Tariff, Transaction
-from stations.simulator import connect
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -300,7 +300,7 @@ async def test_basic_auth_wrong_or_missing_password(server, protected_station, p
 
 
 async def test_basic_auth_user_must_be_the_station(server, protected_station):
-    from stations.simulator import basic_auth_header
+    from simulator.v16 import basic_auth_header
 
     headers = basic_auth_header("someone-else", protected_station)
     with pytest.raises(websockets.InvalidStatus):
@@ -336,7 +336,7 @@ async def test_simulator_auto_charge_runs_local_sessions(server):
     """make demo's charger: drivers start and stop sessions on their own (Authorize, Start, Meter, Stop)."""
     import asyncio as aio
 
-    from stations.simulator import ChargerState, run_charger
+    from simulator.v16 import ChargerState, run_charger
 
     state = ChargerState.new("demo01", 2, meter_interval=0.1)
     task = aio.create_task(run_charger(f"{server}/ocpp", state, auto_charge=0.3, reconnect=False))

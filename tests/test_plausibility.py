@@ -16,8 +16,8 @@ import pytest
 from ocpp.v16 import call
 
 from csms.models import Event
+from simulator.v16 import connect
 from stations.models import Connector, MeterSample, Tariff, Transaction
-from stations.simulator import connect
 from tests.test_values import STATION, at, reading, start
 
 pytestmark = pytest.mark.django_db(transaction=True)

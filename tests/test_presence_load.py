@@ -28,8 +28,8 @@ from django.utils import timezone
 from ocpp.v16 import call
 
 from csms.models import Event
+from simulator.v16 import ChargerState, SimulatedCharger, connect, now_iso
 from stations.models import Connector, ServerProcess, Station
-from stations.simulator import ChargerState, SimulatedCharger, connect, now_iso
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -22,8 +22,8 @@ from django.core.management.base import CommandError
 from pytest_django.fixtures import Settings
 
 from csms.models import Event
+from simulator.v16 import connect
 from stations.models import Connector, IdTag, Station, Transaction
-from stations.simulator import connect
 from tests.conftest import ROOT, Charger, server_database_url
 
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,9 @@ import sys
 import pytest
 from ocpp.v16 import call
 
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 from stations import commands
 from stations.models import Station, Transaction
-from stations.simulator import ChargerState, SimulatedCharger, connect
 from tests.conftest import REDIS_TEST_URL, ROOT, eventually, server_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from mobileapi.client import MobileClient
-from stations.simulator import ChargerState, SimulatedCharger, connect
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 from tests.conftest import IN_CI, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from stations import rules
+from stations.ocpp.v16.authorization import id_tag_info
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
@@ -46,19 +47,19 @@ def test_cost_never_negative():
 
 
 def test_id_tag_info_unknown_follows_policy():
-    assert rules.id_tag_info(None, accept_unknown=True, now=NOW) == {"status": "Accepted"}
-    assert rules.id_tag_info(None, accept_unknown=False, now=NOW) == {"status": "Invalid"}
+    assert id_tag_info(rules.authorization(None, accept_unknown=True, now=NOW)) == {"status": "Accepted"}
+    assert id_tag_info(rules.authorization(None, accept_unknown=False, now=NOW)) == {"status": "Invalid"}
 
 
 def test_id_tag_info_expired_and_parent():
     expired = rules.TagRecord("Accepted", NOW - dt.timedelta(days=1), "FLEET")
-    assert rules.id_tag_info(expired, accept_unknown=True, now=NOW) == {
+    assert id_tag_info(rules.authorization(expired, accept_unknown=True, now=NOW)) == {
         "status": "Expired",
         "expiryDate": (NOW - dt.timedelta(days=1)).isoformat(),
         "parentIdTag": "FLEET",
     }
     blocked = rules.TagRecord("Blocked", None, None)
-    assert rules.id_tag_info(blocked, accept_unknown=True, now=NOW) == {"status": "Blocked"}
+    assert id_tag_info(rules.authorization(blocked, accept_unknown=True, now=NOW)) == {"status": "Blocked"}
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,8 @@ from csms.models import Event
 from mobileapi import services as mobile_services
 from mobileapi.client import MobileClient
 from mobileapi.models import ApiKey
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 from stations.models import MeterSample, Station, Transaction
-from stations.simulator import ChargerState, SimulatedCharger, connect
 from tests.conftest import REDIS_TEST_URL, eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]

@@ -21,8 +21,8 @@ from csms.models import Event
 from mobileapi import services as mobile_services
 from mobileapi.client import MobileClient
 from mobileapi.models import ApiKey
+from simulator.v16 import SimulatedCharger
 from stations.models import Connector, RemoteStartRequest, Station, Transaction
-from stations.simulator import SimulatedCharger
 from tests.conftest import ROOT, eventually, http_json, server_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from mobileapi.client import MobileClient
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 from stations.models import Connector, Station
-from stations.simulator import ChargerState, SimulatedCharger, connect
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -25,8 +25,8 @@ from django.utils import timezone
 from ocpp.v16 import call
 
 from csms.models import Event
+from simulator.v16 import connect
 from stations.models import Station
-from stations.simulator import connect
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -150,7 +150,7 @@ async def test_a_handshake_that_waited_its_time_for_a_slot_gets_the_503(server, 
 
 async def test_refused_charger_waits_out_retry_after_then_connects(server, settings, caplog):
     """The simulator (make demo's charger, the bench's) honours 503/Retry-After with a jittered backoff."""
-    from stations.simulator import ChargerState, ReconnectBackoff, run_charger
+    from simulator.v16 import ChargerState, ReconnectBackoff, run_charger
 
     settings.WS_MAX_PENDING_HANDSHAKES = 1
     settings.WS_HANDSHAKE_RETRY_AFTER = 1
@@ -180,7 +180,7 @@ async def test_refused_charger_waits_out_retry_after_then_connects(server, setti
 
 
 def test_reconnect_backoff_is_jittered_exponential_and_honours_retry_after():
-    from stations.simulator import ReconnectBackoff
+    from simulator.v16 import ReconnectBackoff
 
     backoff = ReconnectBackoff(minimum=1, maximum=8)
     waits = [backoff.next_delay() for _ in range(6)]

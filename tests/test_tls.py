@@ -23,9 +23,9 @@ import websockets
 from ocpp.v16 import call
 
 from mobileapi.client import MobileClient
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 from stations import services
 from stations.models import Station
-from stations.simulator import ChargerState, SimulatedCharger, connect
 from tests.conftest import ROOT, eventually, free_port, server_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -63,7 +63,7 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from stations.simulator import SimulatedCharger
+from simulator.v16 import SimulatedCharger
 from tests.conftest import eventually
 
 TRANSCRIPTS = Path(__file__).resolve().parent / "transcripts"

@@ -9,7 +9,7 @@ import ssl
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from stations.simulator import ChargerState, run_charger
+from simulator.v16 import ChargerState, run_charger
 
 
 class Command(BaseCommand):
@@ -27,8 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("--ca-file", help="Trust this CA or self-signed certificate for a wss:// URL")
 
     def handle(self, *args, **options):
-        logging.getLogger("stations.simulator").setLevel(logging.INFO)
-        logging.getLogger("stations.simulator.frames").setLevel(logging.WARNING)
+        logging.getLogger("simulator.v16").setLevel(logging.INFO)
+        logging.getLogger("simulator.v16.frames").setLevel(logging.WARNING)
         state = ChargerState.new(options["station_id"], options["connectors"], options["meter_interval"])
         self.stdout.write(f"Simulating {state.station_id} with {options['connectors']} connectors on {options['url']}")
         try:

@@ -24,8 +24,8 @@ from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-log = logging.getLogger("stations.simulator")
-frames_log = logging.getLogger("stations.simulator.frames")  # every frame, at INFO
+log = logging.getLogger("simulator.v16")
+frames_log = logging.getLogger("simulator.v16.frames")  # every frame, at INFO
 
 
 def now_iso() -> str:
