@@ -53,7 +53,8 @@ def calls_for(services, sid: str) -> list[tuple[str, tuple]]:
             ("registration_status", (services.registration_status, sid)),
             ("station_connected", (services.station_connected, sid, f"chan-{sid}")),
         ]
-    return connect + [("record_boot", (services.record_boot, sid, {"charge_point_vendor": "V"}))]
+    boot = services.BootInfo(vendor="V") if hasattr(services, "BootInfo") else {"charge_point_vendor": "V"}
+    return connect + [("record_boot", (services.record_boot, sid, boot))]
 
 
 def child(database_url: str, persistent: bool, stations: int) -> None:

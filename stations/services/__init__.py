@@ -36,6 +36,7 @@ from stations.services.connections import (
 from stations.services.metering import record_meter_values
 from stations.services.processes import flush_activity, release_dead_processes, vouch_for_process
 from stations.services.provisioning import (
+    BootInfo,
     Provisioned,
     provision_station,
     record_boot,
@@ -57,6 +58,7 @@ from stations.services.transactions import (
 )
 
 __all__ = [
+    "BootInfo",
     "Conflict",
     "ConnectDecision",
     "DomainError",

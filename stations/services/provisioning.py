@@ -29,34 +29,47 @@ def set_registration_status(station_id: str, status: str, *, actor: str = "") ->
         emit("station.registration.changed", station_id, {"stationId": station_id, "status": status}, actor=actor)
 
 
-def record_boot(station_id: str, info: dict[str, str]) -> str:
-    """Store BootNotification details; return the registration status to answer."""
-    fields = {
-        "vendor": info.get("charge_point_vendor", ""),
-        "model": info.get("charge_point_model", ""),
-        "serial_number": info.get("charge_point_serial_number") or info.get("charge_box_serial_number", ""),
-        "firmware_version": info.get("firmware_version", ""),
-        "iccid": info.get("iccid", ""),
-        "imsi": info.get("imsi", ""),
-        "meter_type": info.get("meter_type", ""),
-        "meter_serial_number": info.get("meter_serial_number", ""),
-    }
+@dataclass(frozen=True, slots=True)
+class BootInfo:
+    """What a booting charger says about itself, in the station's words (each adapter maps its message)."""
+
+    vendor: str = ""
+    model: str = ""
+    serial_number: str = ""
+    firmware_version: str = ""
+    iccid: str = ""
+    imsi: str = ""
+    meter_type: str = ""
+    meter_serial_number: str = ""
+
+
+def record_boot(station_id: str, info: BootInfo) -> str:
+    """Store what a booting charger says (all of it: what it leaves out is cleared); return the
+    registration status to answer."""
     now = timezone.now()
-    Station.objects.filter(pk=station_id).update(last_boot_at=now, last_activity=now, **fields)
+    Station.objects.filter(pk=station_id).update(
+        last_boot_at=now, last_activity=now, vendor=info.vendor, model=info.model, serial_number=info.serial_number,
+        firmware_version=info.firmware_version, iccid=info.iccid, imsi=info.imsi, meter_type=info.meter_type,
+        meter_serial_number=info.meter_serial_number,
+    )
     return registration_status(station_id)
 
+
+# What the column stores for "no error" (its default since the first schema; the mobile API answers null).
+NO_ERROR = "NoError"
 
 
 def update_connector_status(
     station_id: str,
     evse_id: int,
     status: str,
-    error_code: str = "NoError",
+    error_code: str | None = None,
     *,
     info: str = "",
     vendor_error_code: str = "",
     timestamp: str | None = None,
 ) -> None:
+    """Store a connector's status; ``error_code`` None or "" is no error (an adapter maps its version's spelling)."""
     received = timezone.now()
     problems = values.Problems()
     evse_id = values.column_int(Connector, "number", evse_id, "connectorId")
@@ -64,7 +77,7 @@ def update_connector_status(
     with atomic():
         connector = _connector(station_id, evse_id)
         connector.status = status
-        connector.error_code = error_code
+        connector.error_code = error_code or NO_ERROR
         connector.info = info or ""
         connector.vendor_error_code = vendor_error_code or ""
         connector.updated_at = updated_at
@@ -77,7 +90,7 @@ def update_connector_status(
                     "stationId": station_id,
                     "connectorId": evse_id,
                     "status": status,
-                    "errorCode": None if error_code == "NoError" else error_code,
+                    "errorCode": error_code or None,
                     "transactionId": connector.current_transaction_id,
                     "timestamp": iso(connector.updated_at),
                 },

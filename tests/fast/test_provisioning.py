@@ -12,14 +12,14 @@ from pytest_django.fixtures import Settings
 from stations import services
 from stations.errors import Conflict, InvalidValue
 from stations.models import Connector, Station, Transaction
+from stations.ocpp.v16.provisioning import boot_info
 from tests.fast.conftest import ago, events, kinds
 
 pytestmark = pytest.mark.django_db
 
-BOOT = {
-    "charge_point_vendor": "Alfen", "charge_point_model": "Eve", "charge_box_serial_number": "SN-1",
-    "firmware_version": "6.1", "iccid": "8931", "imsi": "2040", "meter_type": "MID", "meter_serial_number": "M-9",
-}
+BOOT = services.BootInfo(vendor="Alfen", model="Eve", serial_number="SN-1", firmware_version="6.1", iccid="8931",
+                         imsi="2040", meter_type="MID", meter_serial_number="M-9")
+BOOT_16 = {"charge_point_vendor": "Alfen", "charge_point_model": "Eve", "charge_box_serial_number": "SN-1"}
 
 
 # --- Boot and registration ----------------------------------------------------------------------
@@ -33,12 +33,12 @@ def test_boot_stores_what_the_charger_says_and_answers_its_registration(station:
         "8931", "2040", "MID", "M-9")
     assert station.last_boot_at is not None and station.last_activity == station.last_boot_at
     services.set_registration_status("fora072", "Pending", actor="user:root")
-    assert services.record_boot("fora072", {"charge_point_vendor": "Alfen", "charge_point_model": "Eve"}) == "Pending"
+    assert services.record_boot("fora072", services.BootInfo(vendor="Alfen", model="Eve")) == "Pending"
     assert Station.objects.get(pk="fora072").firmware_version == ""  # a boot says it all again
 
 
 def test_a_charge_point_serial_number_wins_over_the_charge_boxs(station: Station) -> None:
-    services.record_boot("fora072", {**BOOT, "charge_point_serial_number": "CP-1"})
+    services.record_boot("fora072", boot_info({**BOOT_16, "charge_point_serial_number": "CP-1"}))  # the 1.6 adapter
     assert Station.objects.get(pk="fora072").serial_number == "CP-1"
 
 

@@ -6,10 +6,25 @@ from django.conf import settings
 from django.utils import timezone
 from ocpp.routing import on
 from ocpp.v16 import call_result
-from ocpp.v16.enums import Action
+from ocpp.v16.enums import Action, ChargePointErrorCode
 
 from stations import services
 from stations.ocpp.v16.dispatch import run
+
+
+def boot_info(payload: dict[str, str]) -> services.BootInfo:
+    """A BootNotification's fields (snake case); the charge point's serial number wins over the charge box's,
+    which 1.6 deprecates."""
+    return services.BootInfo(
+        vendor=payload.get("charge_point_vendor", ""),
+        model=payload.get("charge_point_model", ""),
+        serial_number=payload.get("charge_point_serial_number") or payload.get("charge_box_serial_number", ""),
+        firmware_version=payload.get("firmware_version", ""),
+        iccid=payload.get("iccid", ""),
+        imsi=payload.get("imsi", ""),
+        meter_type=payload.get("meter_type", ""),
+        meter_serial_number=payload.get("meter_serial_number", ""),
+    )
 
 
 class ProvisioningHandlers:
@@ -17,8 +32,8 @@ class ProvisioningHandlers:
     registration_status: str
 
     @on(Action.boot_notification)
-    async def on_boot_notification(self, **info):
-        status = await run(services.record_boot, self.station_id, info)
+    async def on_boot_notification(self, **payload: str) -> call_result.BootNotification:
+        status = await run(services.record_boot, self.station_id, boot_info(payload))
         self.registration_status = status
         return call_result.BootNotification(
             current_time=services.iso(timezone.now()),
@@ -39,7 +54,7 @@ class ProvisioningHandlers:
             self.station_id,
             connector_id,
             status,
-            error_code,
+            None if error_code == ChargePointErrorCode.no_error else error_code,
             info=extra.get("info", ""),
             vendor_error_code=extra.get("vendor_error_code", ""),
             timestamp=extra.get("timestamp"),
