@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what TeardownMixin is mixed into: super() and disconnect() are the consumer's
+    from channels.generic.websocket import AsyncWebsocketConsumer as _Consumer
+else:
+    _Consumer = object
 
 log = logging.getLogger("csms")
 
@@ -26,7 +31,7 @@ class DirectDispatchMixin:
         await handler(message)
 
 
-class TeardownMixin:
+class TeardownMixin(_Consumer):
     """``disconnect()`` runs however the consumer ends, not only on a clean close.
 
     Channels calls ``disconnect()`` only when the server reports the socket

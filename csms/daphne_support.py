@@ -75,7 +75,7 @@ import asyncio
 import http as http_status
 import logging
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -214,7 +214,7 @@ def _handle_http_response(protocol: Any, message: dict[str, Any]) -> None:
 # --- Patched methods --------------------------------------------------------------------------
 
 
-def _patch_websocket_protocol(cls: type) -> None:
+def _patch_websocket_protocol(cls: Any) -> None:
     original_handle_reply = cls.handle_reply
     original_fail_handshake = cls.failHandshake
 
@@ -250,7 +250,7 @@ def _patch_websocket_protocol(cls: type) -> None:
 # --- 5. A lean input queue ---------------------------------------------------------------------
 
 
-def _patch_server(cls: type) -> None:
+def _patch_server(cls: Any) -> None:
     def create_application(self: Any, protocol: Any, scope: dict[str, Any]) -> Any:
         # daphne 4.2.3's Server.create_application with an InputQueue in place
         # of its asyncio.Queue (5), and the websocket.http.response extension
@@ -273,7 +273,7 @@ def _patch_server(cls: type) -> None:
     cls.create_application = create_application
 
 
-def _patch_websocket_factory(cls: type) -> None:
+def _patch_websocket_factory(cls: Any) -> None:
     original_init = cls.__init__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -288,6 +288,8 @@ def _patch_websocket_factory(cls: type) -> None:
 
 
 def _header_deadline_channel() -> type:
+    from twisted.internet.protocol import connectionDone
+    from twisted.python.failure import Failure
     from twisted.web import http
 
     class HeaderDeadlineChannel(http.HTTPChannel):
@@ -315,7 +317,7 @@ def _header_deadline_channel() -> type:
             self._awaiting_next_request = bool(self.persistent)
             super().requestDone(request)
 
-        def connectionLost(self, reason: Any) -> None:
+        def connectionLost(self, reason: Failure = connectionDone) -> None:
             self._stop_header_deadline()
             super().connectionLost(reason)
 
@@ -333,14 +335,17 @@ def _header_deadline_channel() -> type:
         def _header_deadline_passed(self) -> None:
             self._header_deadline = None
             metrics.connections_dropped.labels("header_timeout").inc()
+            # A connected TCP transport (the deadline runs only while connected); Twisted's
+            # zope interfaces are not callable types to mypy.
+            transport: Any = self.transport
             log.debug("[SERVER] no complete request headers from %s within %s s: connection dropped",
-                      self.transport.getPeer(), settings.HTTP_HEADER_TIMEOUT)
-            self.transport.abortConnection()
+                      transport.getPeer(), settings.HTTP_HEADER_TIMEOUT)
+            transport.abortConnection()
 
     return HeaderDeadlineChannel
 
 
-def _patch_http_factory(cls: type) -> None:
+def _patch_http_factory(cls: Any) -> None:
     from twisted.web import http
 
     channel_class = _header_deadline_channel()
@@ -408,7 +413,7 @@ def _check_internals() -> None:
     if HTTPFactory.protocol is not http.HTTPFactory.protocol:
         problems.append("daphne's HTTPFactory builds its own channel")
     # The byte accounting, on a real (unconnected) Twisted file descriptor.
-    probe = FileDescriptor(reactor=_NoReactor())
+    probe = FileDescriptor(reactor=cast(Any, _NoReactor()))  # the two methods write() uses
     probe.connected = True
     probe.write(b"x" * 10)
     if queued_bytes(probe) != 10:
@@ -482,7 +487,7 @@ def _write_now_when_nothing_waits() -> None:
                 data = data[sent:]
         queued_write(self, data)
 
-    abstract.FileDescriptor.write = write
+    abstract.FileDescriptor.write = write  # type: ignore[method-assign]  # the patch itself
 
 
 def _plain_autobahn_debug_arguments() -> None:

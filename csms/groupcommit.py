@@ -32,7 +32,7 @@ import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -83,7 +83,7 @@ def _run_batch(jobs: list[_Job]) -> list[events.EventMessage]:
                 if many is not None:
                     while end < len(jobs) and jobs[end].fn is jobs[start].fn:
                         end += 1
-                if end - start == 1 or not _run_together(many, jobs[start:end]):
+                if end - start == 1 or not _run_together(cast(Callable[..., Any], many), jobs[start:end]):
                     for job in jobs[start:end]:
                         _run_one(job, pending)
                 start = end

@@ -26,7 +26,8 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from copy import deepcopy
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
@@ -41,6 +42,7 @@ log = logging.getLogger("csms.layers")
 
 class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
     clean_interval = 1.0
+    channel_capacity: Any  # Channels' option: a dict of channel patterns, compiled in __init__
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -222,7 +224,7 @@ class RedisChannelLayer(ChannelsRedisChannelLayer):
         # events) must not wait for it. One attempt at a time, at most one a
         # second, probes it (the reads probe too); the others fail at once.
         if self._probing or now < self._next_probe:
-            raise ChannelLayerUnavailable(f"Redis does not answer ({what}) since {now - self.down_since:.0f} s")
+            raise ChannelLayerUnavailable(f"Redis does not answer ({what}) since {now - cast(float, self.down_since):.0f} s")
         self._probing, self._next_probe = True, now + BACKOFF_MAX
         try:
             return await self._bounded(what, operation, deadline=now)
@@ -298,7 +300,7 @@ class RedisChannelLayer(ChannelsRedisChannelLayer):
             for channel in list(members):
                 try:
                     await self._retrying(f"re-join group {group}",
-                                         lambda g=group, c=channel: super(RedisChannelLayer, self).group_add(g, c))
+                                         partial(super().group_add, group, channel))
                 except ChannelLayerUnavailable:
                     return  # gone again: the next recovery re-joins
         for listener in list(self._listeners):
