@@ -1,5 +1,5 @@
 """What several service families share: the time format of the documents, the ``many``
-forms' argument binding, the connector lock and the charger's clock."""
+forms' argument binding, a transaction by the charger's id, the connector lock and the charger's clock."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import inspect
 import logging
 from functools import partial
 
+from django.db.models import QuerySet
+
 from stations import values
 from stations.errors import InvalidValue
-from stations.models import Connector, Evse
+from stations.models import Connector, Evse, Transaction
 
 log = logging.getLogger("stations.services")
 
@@ -44,6 +46,17 @@ def _connector(station_id: str, number: int) -> Connector:
 def _evse(station_id: str, number: int) -> Evse:
     evse, _ = Evse.objects.get_or_create(station_id=station_id, number=number)
     return evse
+
+
+def _by_charger_id(station_id: str, charger_transaction_id: str | int) -> QuerySet[Transaction]:
+    """A station's transaction by the charger's id: one lookup in the unique index on (station, charger id).
+
+    The index is partial (rows with an id): the query repeats its condition so that SQLite, which
+    uses a partial index only for a query that states its WHERE, uses it as PostgreSQL does.
+    """
+    return Transaction.objects.filter(
+        station_id=station_id, charger_transaction_id=str(charger_transaction_id)
+    ).exclude(charger_transaction_id="")
 
 
 def _locked_connector(station_id: str, number: int) -> Connector:

@@ -13,19 +13,22 @@ from csms.events import atomic, emit
 from stations import rules, values
 from stations.errors import InvalidValue
 from stations.models import Connector, MeterSample, Transaction
-from stations.services._common import _arguments, _connector, iso, log
+from stations.services._common import _arguments, _by_charger_id, _connector, iso, log
 
 
 def record_meter_values(
-    station_id: str, evse_id: int, transaction_id: int | None, meter_value: list[dict]
+    station_id: str, evse_id: int, charger_transaction_id: str | int | None, meter_value: list[dict]
 ) -> None:
-    """Store a MeterValues message; announce the newest reading it added (none if it added none)."""
+    """Store a MeterValues message; announce the newest reading it added (none if it added none).
+
+    ``charger_transaction_id``: the charger's id of the transaction the readings belong to, as it sent
+    it (see ``stop_transaction``); None: the connector's current one."""
     received = timezone.now()
     problems = values.Problems()
     evse_id = values.column_int(Connector, "number", evse_id, "connectorId")
     with atomic():
         connector_pk, current = _lock_for_readings(station_id, evse_id)
-        tx = _transaction_of(connector_pk, evse_id, current, transaction_id, problems)
+        tx = _transaction_of(station_id, connector_pk, evse_id, current, charger_transaction_id, problems)
         readings = _readings(station_id, evse_id, tx, meter_value, received, problems)
         added, before = _insert_new(station_id, evse_id, readings)
         if added:
@@ -67,7 +70,7 @@ def _record_meter_values_many(calls: list[tuple[tuple, dict]]) -> list[tuple[boo
             connector_pk, current, newest = locked[(station_id, number)]
         else:  # a connector seen for the first time
             (connector_pk, current), newest = _lock_for_readings(station_id, number), _NOT_READ
-        tx = _transaction_of(connector_pk, number, current, transaction_id, problems)
+        tx = _transaction_of(station_id, connector_pk, number, current, transaction_id, problems)
         readings = _readings(station_id, number, tx, meter_value, received, problems)
         if len(readings) == 1 and newest is not _NOT_READ and (newest is None or newest.timestamp < next(iter(readings))):
             [row] = readings.values()  # the hot path: one reading, newer than every stored one
@@ -109,10 +112,10 @@ def _lock_many_for_readings(keys: set[tuple[str, int]]) -> dict[tuple[str, int],
                      "newest_at", "newest_tx", "newest_wh")
     )
     locked = {}
-    for station_id, number, pk, tx_pk, meter_start, started_at, newest_at, newest_tx, newest_wh in rows:
+    for station_id, number, pk, tx_pk, meter_start, started_at, charger_id, newest_at, newest_tx, newest_wh in rows:
         if (station_id, number) not in keys:
             continue
-        session = _Session(tx_pk, meter_start, started_at) if tx_pk is not None else None
+        session = _Session(tx_pk, meter_start, started_at, charger_id) if tx_pk is not None else None
         stored = _Stored(newest_at, newest_tx, newest_wh) if newest_at is not None else None
         locked[(station_id, number)] = (pk, session, stored)
     return locked
@@ -124,9 +127,10 @@ class _Session(NamedTuple):
     pk: int
     meter_start: int
     started_at: dt.datetime
+    charger_transaction_id: str
 
 
-_SESSION_FIELDS = ("id", "meter_start", "started_at")
+_SESSION_FIELDS = ("id", "meter_start", "started_at", "charger_transaction_id")
 
 
 def _lock_for_readings(station_id: str, number: int) -> tuple[int, _Session | None]:
@@ -145,16 +149,20 @@ def _lock_for_readings(station_id: str, number: int) -> tuple[int, _Session | No
 
 
 def _transaction_of(
-    connector_pk: int, number: int, current: _Session | None, transaction_id: int | None, problems: values.Problems
+    station_id: str, connector_pk: int, number: int, current: _Session | None,
+    charger_transaction_id: str | int | None, problems: values.Problems,
 ) -> _Session | None:
-    """The transaction MeterValues samples belong to: the one named, if it is this
-    connector's; with none named, the connector's current one. Never another's."""
-    if transaction_id is None or (current is not None and current.pk == transaction_id):
+    """The transaction MeterValues samples belong to: the one named (by the charger's id), if it
+    is this connector's; with none named, the connector's current one. Never another's."""
+    if charger_transaction_id is None or (
+        current is not None and current.charger_transaction_id == str(charger_transaction_id)
+    ):
         return current
-    # Another of this connector's, e.g. one just stopped; an id no column holds matches nothing.
-    row = Transaction.objects.filter(pk=transaction_id, connector_id=connector_pk).values_list(*_SESSION_FIELDS).first()
+    # Another of this connector's, e.g. one just stopped.
+    row = (_by_charger_id(station_id, charger_transaction_id).filter(connector_id=connector_pk)
+           .values_list(*_SESSION_FIELDS).first())
     if row is None:
-        problems.add(f"transactionId {values.excerpt(transaction_id)} is no transaction of connector "
+        problems.add(f"transaction {values.excerpt(charger_transaction_id)} is no transaction of connector "
                      f"{number}; its samples are kept without a transaction")
         return None
     return _Session(*row)

@@ -17,7 +17,7 @@ from stations import rules, values
 from stations.actors import CHARGER, Actor
 from stations.errors import Conflict, DomainError, InvalidValue, NotFound
 from stations.models import Connector, MeterSample, RegistrationStatus, RemoteStartRequest, Station, Transaction
-from stations.services._common import _charger_time, _locked_connector, iso, log
+from stations.services._common import _by_charger_id, _charger_time, _locked_connector, iso, log
 from stations.services.authorization import authorize
 from stations.services.metering import _store_meter_values
 from stations.services.tariffs import price
@@ -168,7 +168,7 @@ def _close_superseded(connector: Connector, start: _Start) -> None:
 
 def stop_transaction(
     station_id: str,
-    transaction_id: int,
+    charger_transaction_id: str | int,
     meter_stop: int,
     timestamp: str | None,
     reason: str | None = None,
@@ -183,29 +183,30 @@ def stop_transaction(
     by the receive time and an implausible meterStop by the last plausible
     register (see ``_close``). Otherwise the charger would re-send it forever
     and the connector stay busy.
+
+    ``charger_transaction_id`` is the charger's id for it as the charger sent it (1.6: the integer
+    the CSMS gave), compared as text; an unknown one is announced as it was sent.
     """
     received = timezone.now()
     problems = values.Problems()
     authorization = authorize(token) if token else None
     with atomic():
-        # An id no column can hold matches nothing (Django 5 answers an empty query).
-        number = (
-            Transaction.objects.filter(pk=transaction_id, station_id=station_id)
-            .values_list("connector__number", flat=True).first()
-        )
-        if number is None:
+        found = _by_charger_id(station_id, charger_transaction_id).values_list("pk", "connector__number").first()
+        if found is None:
             # Answer anyway so the charger can empty its queue.
-            log.warning("StopTransaction for unknown transaction %s from %s", values.excerpt(transaction_id), station_id)
+            log.warning("StopTransaction for unknown transaction %s from %s", values.excerpt(charger_transaction_id),
+                        station_id)
             emit(
                 "transaction.stop.unknown",
                 station_id,
                 {
                     "stationId": station_id,
-                    "transactionId": transaction_id,
+                    "transactionId": charger_transaction_id,
                     "meterStop": meter_stop if values.fits(Transaction, "meter_stop", meter_stop) else None,
                 },
             )
             return authorization
+        transaction_id, number = found
         _locked_connector(station_id, number)  # before the transaction's row, in the order starts lock them
         tx = (
             Transaction.objects.select_for_update(of=("self",))
