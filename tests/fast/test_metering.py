@@ -10,7 +10,7 @@ from pytest_django.fixtures import Settings
 
 from stations import services
 from stations.errors import InvalidValue
-from stations.models import Connector, MeterSample, Station
+from stations.models import Connector, MeterSample, Station, Transaction
 from tests.fast.conftest import ago, events, many
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +41,13 @@ def test_readings_are_stored_in_their_session_and_the_newest_announced(session: 
     assert samples == [(session, 1500.0, 7400.0), (session, 1800.0, None)]
     assert announced("transactionId", "energy", "register") == [
         {"transactionId": session, "energy": 800, "register": 1800}]  # energy: this session's, not the register
+
+
+def test_readings_name_their_session_by_the_chargers_id(session: int) -> None:
+    Transaction.objects.filter(pk=session).update(charger_transaction_id="f3a9-chosen")
+    services.record_meter_values("fora072", 1, "f3a9-chosen", [reading(60, "1500")])
+    services.record_meter_values("fora072", 1, session, [reading(30, "1600")])  # not the charger's id: none
+    assert list(MeterSample.objects.order_by("timestamp").values_list("transaction_id", flat=True)) == [session, None]
 
 
 def test_without_a_transaction_id_readings_go_to_the_connectors_session(session: int) -> None:

@@ -135,6 +135,16 @@ def test_a_stop_for_an_unknown_transaction_is_answered_and_logged(station: Stati
                                                       "meterStop": None}
 
 
+def test_a_stop_names_the_chargers_id_for_the_transaction(station: Station) -> None:
+    """The id a charger chose (2.0.1) finds its transaction as 1.6's integer does; the CSMS's id is not the charger's."""
+    transaction_id = start(timestamp=ago(60))
+    Transaction.objects.filter(pk=transaction_id).update(charger_transaction_id="f3a9-chosen")
+    services.stop_transaction("fora072", transaction_id, 1500, ago(0))
+    assert events("transaction.stop.unknown")[-1]["transactionId"] == transaction_id
+    services.stop_transaction("fora072", "f3a9-chosen", 1500, ago(0))
+    assert Transaction.objects.get(pk=transaction_id).stopped_at is not None
+
+
 def test_another_stations_transaction_is_not_stopped(station: Station) -> None:
     transaction_id = start(timestamp=ago(60))
     Station.objects.create(pk="other")
