@@ -22,22 +22,41 @@ from django.utils.dateparse import parse_datetime
 from csms.admin_filters import InputFilter, ReadOnlyAdmin
 from csms.admin_site import show_once
 from mobileapi import services
-from mobileapi.models import ApiKey, MobileSession, Scope
+from mobileapi.models import APP_SCOPES, ApiKey, MobileSession, Scope
 from stations.admin.display import short_time
 from stations.admin.operations import actor_of
 
 
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
-        choices=Scope.choices, widget=forms.CheckboxSelectMultiple, required=False,
+        choices=[(scope, scope) for scope in APP_SCOPES], widget=forms.CheckboxSelectMultiple, required=False,
         help_text="read:stations: station list, status, meter values, events. "
                   "write:charging: start and stop charging.",
+    )
+    # A field of its own, not a third checkbox: ticking all the scopes a phone app needs must not also
+    # let its key reset or reconfigure every charger.
+    operate_stations = forms.BooleanField(
+        required=False, label="Operate stations",
+        help_text=f"Scope {Scope.OPERATE_STATIONS.value}: reset, configuration, availability, unlock, trigger, "
+                  "clear cache, data transfer on any station — for back-office integrations, never a phone "
+                  "app's key.",
     )
 
     class Meta:
         model = ApiKey
-        fields = ("name", "scopes", "id_tags", "is_active")
+        fields = ("name", "scopes", "operate_stations", "id_tags", "is_active")
         help_texts = {"id_tags": "idTags this key may charge with, and whose idTag it sees in events"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.initial["operate_stations"] = Scope.OPERATE_STATIONS in self.instance.scopes
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        scopes = [scope for scope in data.get("scopes", []) if scope != Scope.OPERATE_STATIONS]
+        data["scopes"] = [*scopes, Scope.OPERATE_STATIONS.value] if data.get("operate_stations") else scopes
+        return data
 
 
 @admin.register(ApiKey)
@@ -52,7 +71,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ("deactivate", "reactivate")
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
-        base = ("name", "scopes", "id_tags", "is_active")
+        base = ("name", "scopes", "operate_stations", "id_tags", "is_active")
         return base if obj is None else ("prefix_display", *base, "created_at", "last_used_at", "sessions_link")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:

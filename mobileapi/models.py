@@ -11,6 +11,12 @@ from django.db import models
 class Scope(models.TextChoices):
     READ_STATIONS = "read:stations"
     WRITE_CHARGING = "write:charging"
+    # Reset, reconfigure, take out of service: a back-office integration's, never a phone app's.
+    OPERATE_STATIONS = "operate:stations"
+
+
+# What a phone app's key has: the default of createapikey, bootstrap_dev and the admin's checkboxes.
+APP_SCOPES = (Scope.READ_STATIONS.value, Scope.WRITE_CHARGING.value)
 
 
 def hash_key(raw_key: str) -> str:

@@ -148,6 +148,7 @@ def keys(transactional_db) -> dict[str, str]:
         "readonly": create_api_key("Map widget", ["read:stations"])[1],
         "charging": create_api_key("Kiosk", ["write:charging"])[1],
         "bound": create_api_key("Fleet", ["read:stations", "write:charging"], ["FLEET-1"])[1],
+        "operator": create_api_key("Back office", ["read:stations", "operate:stations"])[1],
     }
 
 

@@ -175,6 +175,25 @@ def test_api_key_edit_goes_through_the_service(root):
     assert key.name == "App v2" and key.scopes == ["read:stations", "write:charging"] and not key.is_active
 
 
+def test_operating_stations_is_a_field_of_its_own_not_a_scope_checkbox(root):
+    add = root.get(reverse("admin:mobileapi_apikey_add")).content.decode()
+    assert 'name="scopes" value="operate:stations"' not in add  # ticking every app scope does not give it
+    assert 'name="operate_stations"' in add and "never a phone app" in add
+    response = root.post(reverse("admin:mobileapi_apikey_add"),
+                         {"name": "Back office", "scopes": ["read:stations"], "operate_stations": "on",
+                          "is_active": "on"})
+    info = mobile_services.authenticate(shown_once(root, response))
+    assert info is not None and info.scopes == {"read:stations", "operate:stations"}
+    key = ApiKey.objects.get(name="Back office")
+    assert "operate:stations, read:stations" in root.get(reverse("admin:mobileapi_apikey_changelist")).content.decode()
+    page = root.get(reverse("admin:mobileapi_apikey_change", args=[key.pk])).content.decode()
+    assert re.search(r'<input[^>]*name="operate_stations"[^>]*checked', page)
+    root.post(reverse("admin:mobileapi_apikey_change", args=[key.pk]),
+              {"name": "Back office", "scopes": ["read:stations"], "is_active": "on"})
+    key.refresh_from_db()
+    assert key.scopes == ["read:stations"]
+
+
 def test_deactivate_and_reactivate_actions(root):
     key, raw = mobile_services.create_api_key("App", ["read:stations"])
     url = reverse("admin:mobileapi_apikey_changelist")

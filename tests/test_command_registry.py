@@ -50,6 +50,14 @@ def test_every_command_has_an_example_here() -> None:
     assert set(EXAMPLES) == set(REGISTRY)
 
 
+def test_only_a_start_or_a_stop_is_a_phone_apps_command() -> None:
+    """A key with write:charging (every app's) starts and stops; anything else changes a charger for everyone."""
+    assert {name: command.scope for name, command in REGISTRY.items()} == {
+        name: "write:charging" if name in ("remote_start", "remote_stop") else "operate:stations" for name in EXAMPLES
+    }
+    assert PING.scope == "operate:stations"  # a newly registered command too, unless it says otherwise
+
+
 @pytest.mark.parametrize("adapter", adapters.ADAPTERS.values(), ids=lambda adapter: adapter.version)
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 async def test_every_adapter_builds_every_command_as_its_schema_wants(adapter: adapters.Adapter, name: str) -> None:
@@ -130,10 +138,13 @@ def test_a_registered_command_is_in_the_admin_panel(ping: Command) -> None:
 @pytest.mark.django_db(transaction=True)
 async def test_a_registered_command_is_sent_by_the_http_api(ping: Command, server, keys, charger_factory) -> None:
     await charger_factory("fora072", connectors=1)
-    status, answer = await http_json(server, "POST", "/api/stations/fora072/commands/ping_config", keys["full"],
+    status, answer = await http_json(server, "POST", "/api/stations/fora072/commands/ping_config", keys["operator"],
                                      {"key": "HeartbeatInterval"})
     assert status == 200, answer
     assert answer == {"configurationKey": [{"key": "HeartbeatInterval", "readonly": False, "value": "300"}]}
+    status, answer = await http_json(server, "POST", "/api/stations/fora072/commands/ping_config", keys["full"],
+                                     {"key": "HeartbeatInterval"})
+    assert status == 403 and answer["error"]["message"] == "Missing scope operate:stations"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -121,7 +121,7 @@ def test_openapi_document_and_schemathesis(daphne_process):
 async def test_any_registered_command_and_its_errors(server, keys, charger_factory, settings):
     from tests.test_commands import SilentOnReset
 
-    key = keys["full"]
+    key = keys["operator"]
     await charger_factory("fora072", connectors=2, cls=SilentOnReset)
     url = "/api/stations/fora072/commands"
     assert await http_json(server, "POST", f"{url}/unlock", key, {"connector": 2}) == (200, {"status": "Unlocked"})
@@ -135,8 +135,9 @@ async def test_any_registered_command_and_its_errors(server, keys, charger_facto
     assert await http_json(server, "POST", f"{url}/reset", key, {"type": "Medium"}) == (
         400, {"error": {"code": 400, "message": "type must be one of Soft, Hard"}})
     assert (await http_json(server, "POST", f"{url}/reset", key, b"[1]"))[0] == 400
-    status, body = await http_json(server, "POST", f"{url}/reset", keys["readonly"], {"type": "Soft"})
-    assert status == 403 and body["error"]["message"] == "Missing scope write:charging"
+    for app in ("readonly", "full"):  # a phone app's key, even with write:charging, operates no charger
+        status, body = await http_json(server, "POST", f"{url}/reset", keys[app], {"type": "Soft"})
+        assert status == 403 and body["error"]["message"] == "Missing scope operate:stations"
     settings.OCPP_COMMAND_TIMEOUT = 1
     status, body = await http_json(server, "POST", f"{url}/reset", key, {"type": "Hard"})
     assert status == 504 and body["error"]["message"] == "Reset timeout: station fora072 did not answer in 1 s"
@@ -157,7 +158,7 @@ async def test_a_command_the_charger_answers_with_a_callerror_is_502(server, key
             return None
 
     await charger_factory(cls=Bare)
-    status, body = await http_json(server, "POST", "/api/stations/fora072/commands/reset", keys["full"],
+    status, body = await http_json(server, "POST", "/api/stations/fora072/commands/reset", keys["operator"],
                                    {"type": "Soft"})
     assert status == 502 and "NotImplemented" in body["error"]["message"]
 
@@ -165,6 +166,9 @@ async def test_a_command_the_charger_answers_with_a_callerror_is_502(server, key
 async def test_start_and_stop_as_commands_follow_the_keys_rules(server, keys, charger_factory):
     await charger_factory("fora072", connectors=2)
     url = "/api/stations/fora072/commands"
+    status, body = await http_json(server, "POST", f"{url}/remote_start", keys["operator"], {"connector": 1,
+                                                                                             "idTag": "OPS"})
+    assert status == 403 and body["error"]["message"] == "Missing scope write:charging"
     status, body = await http_json(server, "POST", f"{url}/remote_start", keys["bound"], {"connector": 1,
                                                                                           "idTag": "OTHER"})
     assert status == 403

@@ -16,8 +16,11 @@ from typing import Any
 
 from stations.errors import InvalidValue, NotFound
 
-# The API scope (a mobileapi.models.Scope value) and the admin permission a command needs by default.
+# The API scopes (mobileapi.models.Scope values) and the admin permission a command needs by default: a
+# start or stop is a phone app's (write:charging, with its key's idTag and ownership rules); anything else
+# changes the charger for every user, so it needs operate:stations, which a phone app's key never has.
 WRITE_CHARGING = "write:charging"
+OPERATE_STATIONS = "operate:stations"
 OPERATE_PERMISSION = "stations.operate_station"
 
 
@@ -78,7 +81,7 @@ class Command:
     name: str
     title: str
     params: tuple[Param, ...] = ()
-    scope: str = WRITE_CHARGING
+    scope: str = OPERATE_STATIONS
     permission: str = OPERATE_PERMISSION
     summary: str = ""
     button: str = "Send"
@@ -112,11 +115,11 @@ def get(name: str) -> Command:
 CONNECTOR = Param("connector", int, "Connector", minimum=1, maximum=1000, refers_to="connector")
 ID_TAG = Param("id_tag", str, "idTag", max_length=20)
 
-register(Command("remote_start", "Remote start", (CONNECTOR, ID_TAG), button="Start",
+register(Command("remote_start", "Remote start", (CONNECTOR, ID_TAG), scope=WRITE_CHARGING, button="Start",
                  summary="Ask the charger to start a transaction on a connector for an idTag."))
 register(Command("remote_stop", "Remote stop",
                  (Param("transaction", int, "Transaction", minimum=1, maximum=2**53, refers_to="transaction"),),
-                 button="Stop", summary="Ask the charger to stop an active transaction."))
+                 scope=WRITE_CHARGING, button="Stop", summary="Ask the charger to stop an active transaction."))
 register(Command("reset", "Reset", (Param("type", str, "Type", choices=("Soft", "Hard")),), button="Reset",
                  summary="Restart the charger (Soft: after ending transactions; Hard: at once)."))
 register(Command("unlock", "Unlock connector", (CONNECTOR,), button="Unlock",

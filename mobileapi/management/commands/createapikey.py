@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from mobileapi import services
-from mobileapi.models import ApiKey, Scope, hash_key
+from mobileapi.models import APP_SCOPES, ApiKey, Scope, hash_key
 
 
 class Command(BaseCommand):
@@ -14,7 +14,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True)
         parser.add_argument("--key", help="Use this key instead of a generated one")
-        parser.add_argument("--scopes", default=",".join(Scope.values), help="Comma-separated (default: %(default)s)")
+        parser.add_argument("--scopes", default=",".join(APP_SCOPES),
+                            help=f"Comma-separated, of {', '.join(Scope.values)} (default: %(default)s; "
+                                 f"{Scope.OPERATE_STATIONS.value} only for a back-office integration's key)")
         parser.add_argument("--id-tags", default="", help="Comma-separated idTags bound to the key")
 
     def handle(self, *args, **options):

@@ -33,15 +33,15 @@ class Command(BaseCommand):
         self._default_tariff()
 
     def _test_api_key(self) -> None:
-        from mobileapi.models import ApiKey, Scope, hash_key
+        from mobileapi.models import APP_SCOPES, ApiKey, hash_key
         from mobileapi.services import create_api_key
 
         raw = settings.MOBILE_DEV_API_KEY
         if not raw or ApiKey.objects.filter(key_hash=hash_key(raw)).exists():
             return
-        create_api_key("Documents' test key (development)", list(Scope.values), raw_key=raw)
+        create_api_key("Documents' test key (development)", list(APP_SCOPES), raw_key=raw)
         self.stdout.write(self.style.SUCCESS(
-            f"Created the mobile API test key {raw} with scopes {', '.join(Scope.values)} "
+            f"Created the mobile API test key {raw} with scopes {', '.join(APP_SCOPES)} "
             "(development only: CSMS_ENV=production refuses it and warns while it is in the database)"
         ))
 
