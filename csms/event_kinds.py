@@ -91,7 +91,7 @@ class TransactionStopped(TypedDict):
 
 class TransactionStopUnknown(TypedDict):
     stationId: str
-    transactionId: int
+    transactionId: int | str  # the charger's id as it sent it (1.6: an integer)
     meterStop: int | None
 
 

@@ -23,13 +23,13 @@ from stations.services.metering import _store_meter_values
 from stations.services.tariffs import price
 
 
-def _claim_remote_start(station_id: str, connector_id: int, id_tag: str, started_at: dt.datetime) -> RemoteStartRequest | None:
+def _claim_remote_start(station_id: str, evse_id: int, id_tag: str, started_at: dt.datetime) -> RemoteStartRequest | None:
     window = dt.timedelta(seconds=settings.OCPP_REMOTE_START_WINDOW)
     candidates = RemoteStartRequest.objects.filter(
         station_id=station_id, id_tag=id_tag, transaction__isnull=True, created_at__gte=timezone.now() - window
     ).order_by("-created_at")
     for request in candidates:
-        if request.connector_number in (None, connector_id):
+        if request.connector_number in (None, evse_id):
             return request
     return None
 
@@ -38,7 +38,7 @@ def _claim_remote_start(station_id: str, connector_id: int, id_tag: str, started
 class _Start:
     """A StartTransaction's values, bounded (see ``_read_start``)."""
 
-    connector_id: int
+    evse_id: int
     meter_start: int
     started_at: dt.datetime
     reported_start: str  # the charger's timestamp when it was not believed, else ""
@@ -46,12 +46,12 @@ class _Start:
 
 
 def _read_start(
-    connector_id: int, meter_start: int, timestamp: str | None, reservation_id: int | None,
+    evse_id: int, meter_start: int, timestamp: str | None, reservation_id: int | None,
     received: dt.datetime, problems: values.Problems,
 ) -> _Start:
     """Refuse what identifies nothing (InvalidValue); replace or drop the rest."""
-    connector_id = values.column_int(Connector, "number", connector_id, "connectorId")
-    if connector_id == 0:
+    evse_id = values.column_int(Connector, "number", evse_id, "connectorId")
+    if evse_id == 0:
         raise InvalidValue("connectorId 0 is the station itself: a transaction needs a connector >= 1")
     meter_start = values.column_int(Transaction, "meter_start", meter_start, "meterStart")
     if meter_start < 0:
@@ -60,14 +60,14 @@ def _read_start(
         problems.add(f"reservationId {values.excerpt(reservation_id)} is out of range; dropped")
         reservation_id = None
     if not timestamp:
-        return _Start(connector_id, meter_start, received, "", reservation_id)
+        return _Start(evse_id, meter_start, received, "", reservation_id)
     clock = values.charger_time(timestamp, received)
     if not clock.readable:
         raise InvalidValue(clock.problem)
     if clock.value is not None:
-        return _Start(connector_id, meter_start, clock.value, "", reservation_id)
+        return _Start(evse_id, meter_start, clock.value, "", reservation_id)
     problems.add(f"{clock.problem}; the receive time is used")
-    return _Start(connector_id, meter_start, received, timestamp[:40], reservation_id)
+    return _Start(evse_id, meter_start, received, timestamp[:40], reservation_id)
 
 
 def start_transaction(
@@ -90,7 +90,7 @@ def start_transaction(
     start = _read_start(evse_id, meter_start, timestamp, reservation_id, received, problems)
     authorization = authorize(token)
     with atomic():
-        connector = _locked_connector(station_id, start.connector_id)
+        connector = _locked_connector(station_id, start.evse_id)
         same = Transaction.objects.filter(
             station_id=station_id, connector=connector, id_tag=token, meter_start=start.meter_start
         )
@@ -108,7 +108,7 @@ def start_transaction(
         data = {
             "transactionId": tx.pk,
             "stationId": station_id,
-            "connectorId": start.connector_id,
+            "connectorId": start.evse_id,
             "idTag": token,
             "startTime": iso(tx.started_at),
             "meterStart": start.meter_start,
@@ -121,7 +121,7 @@ def start_transaction(
 
 
 def _create_transaction(station_id: str, connector: Connector, id_tag: str, start: _Start) -> Transaction:
-    request = _claim_remote_start(station_id, start.connector_id, id_tag, start.started_at)
+    request = _claim_remote_start(station_id, start.evse_id, id_tag, start.started_at)
     tx = Transaction.objects.create(
         station_id=station_id,
         evse_id=connector.evse_id,
@@ -158,7 +158,7 @@ def _close_superseded(connector: Connector, start: _Start) -> None:
     for tx in stale:
         log.warning(
             "[OCPP:StartTransaction] station=%s connector=%s: transaction %s was still active; closed with "
-            "reason Other, as the charger started a new one", tx.station_id, start.connector_id, tx.pk,
+            "reason Other, as the charger started a new one", tx.station_id, start.evse_id, tx.pk,
         )
         problems = values.Problems()
         _close(tx, start.meter_start, start.started_at, "Other", problems)
