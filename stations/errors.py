@@ -10,6 +10,8 @@ common ones) so that the modules services build on, such as
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(Exception):
     """A request refused; ``details`` are more fields of the error object a client gets (e.g. retryAfterMs)."""
@@ -17,7 +19,7 @@ class DomainError(Exception):
     code = 400
     default_message = "Bad request"
 
-    def __init__(self, message: str = "", **details: object) -> None:
+    def __init__(self, message: str = "", **details: Any) -> None:
         self.message = message or self.default_message
         super().__init__(self.message)
         self.details = details

@@ -25,7 +25,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import models
@@ -55,9 +55,9 @@ def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
 
 def column_range(model: type[models.Model], field_name: str) -> tuple[int, int]:
     """The range of an integer column (of the key it refers to, for a foreign key)."""
-    column = model._meta.get_field(field_name)
+    column = cast("models.Field[Any, Any]", model._meta.get_field(field_name))
     if column.is_relation:
-        column = column.target_field
+        column = cast("models.ForeignKey[Any, Any]", column).target_field
     return BaseDatabaseOperations.integer_field_ranges[column.get_internal_type()]
 
 
@@ -80,14 +80,15 @@ def fits(model: type[models.Model], field_name: str, value: Any) -> bool:
 
 def column_int(model: type[models.Model], field_name: str, value: Any, name: str) -> int:
     """``value`` as an integer its column can hold; raises InvalidValue (named ``name``) if not."""
-    if not fits(model, field_name, value):
-        low, high = column_range(model, field_name)
+    number = as_int(value)
+    low, high = column_range(model, field_name)
+    if number is None or not low <= number <= high:
         raise InvalidValue(f"{name} {excerpt(value)} is out of range ({low}..{high})")
-    return as_int(value)
+    return number
 
 
 def fits_decimal(model: type[models.Model], field_name: str, value: Decimal) -> bool:
-    column = model._meta.get_field(field_name)
+    column = cast(models.DecimalField, model._meta.get_field(field_name))
     return value.is_finite() and abs(value) < Decimal(10) ** (column.max_digits - column.decimal_places)
 
 

@@ -25,5 +25,5 @@ def id_tag_info(authorization: Authorization) -> dict[str, Any]:
 
 class AuthorizationHandlers:
     @on(Action.authorize)
-    async def on_authorize(self, id_tag):
+    async def on_authorize(self, id_tag: str) -> call_result.Authorize:
         return call_result.Authorize(id_tag_info=id_tag_info(await run(services.authorize, id_tag)))

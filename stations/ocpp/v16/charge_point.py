@@ -186,7 +186,7 @@ _LIBRARY_LOG = _LibraryLog(log, {})
 
 
 @functools.cache
-def _class_routes(cls: type) -> dict:
+def _class_routes(cls: type) -> dict[str, Any]:
     """The library's route map of a ChargePoint class, its handlers as plain functions
     (``ChargePoint16._handle_call`` passes the instance)."""
     return create_route_map(cls)
@@ -202,7 +202,8 @@ class ChargePoint16(
         # route map of bound methods (2.6 KB); one charger needs neither: a lean queue
         # (the library only uses put_nowait and get) and one map per class.
         self._response_queue = InputQueue()
-        self.route_map = _class_routes(type(self))
+        # A class is hashable; mypy takes the untyped base's __hash__ for the class's own.
+        self.route_map = _class_routes(type(self))  # type: ignore[arg-type]
         self.station_id = station_id
         self.registration_status = registration_status
         self.call_in_flight: str | None = None  # unique id of our CALL awaiting its result

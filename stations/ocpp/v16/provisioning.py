@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.utils import timezone
 from ocpp.routing import on
@@ -42,13 +44,15 @@ class ProvisioningHandlers:
         )
 
     @on(Action.heartbeat)
-    async def on_heartbeat(self):
+    async def on_heartbeat(self) -> call_result.Heartbeat:
         # Activity is tracked in memory and flushed periodically (see activity.py):
         # a DB write per heartbeat caps a process at a few hundred chargers/s.
         return call_result.Heartbeat(current_time=services.iso(timezone.now()))
 
     @on(Action.status_notification)
-    async def on_status_notification(self, connector_id, error_code, status, **extra):
+    async def on_status_notification(
+        self, connector_id: int, error_code: str, status: str, **extra: Any
+    ) -> call_result.StatusNotification:
         await run(
             services.update_connector_status,
             self.station_id,
@@ -62,16 +66,18 @@ class ProvisioningHandlers:
         return call_result.StatusNotification()
 
     @on(Action.data_transfer)
-    async def on_data_transfer(self, vendor_id, message_id=None, data=None):
+    async def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> call_result.DataTransfer:
         status = await run(services.record_data_transfer, self.station_id, vendor_id, message_id, data)
         return call_result.DataTransfer(status=status)
 
     @on(Action.firmware_status_notification)
-    async def on_firmware_status_notification(self, status):
+    async def on_firmware_status_notification(self, status: str) -> call_result.FirmwareStatusNotification:
         await run(services.record_firmware_status, self.station_id, "station.firmware.status", status)
         return call_result.FirmwareStatusNotification()
 
     @on(Action.diagnostics_status_notification)
-    async def on_diagnostics_status_notification(self, status):
+    async def on_diagnostics_status_notification(self, status: str) -> call_result.DiagnosticsStatusNotification:
         await run(services.record_firmware_status, self.station_id, "station.diagnostics.status", status)
         return call_result.DiagnosticsStatusNotification()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
@@ -15,7 +17,9 @@ class TransactionHandlers:
     station_id: str
 
     @on(Action.start_transaction)
-    async def on_start_transaction(self, connector_id, id_tag, meter_start, timestamp, reservation_id=None):
+    async def on_start_transaction(
+        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, reservation_id: int | None = None
+    ) -> call_result.StartTransaction:
         transaction_id, authorization = await run(
             services.start_transaction, self.station_id, connector_id, id_tag, meter_start, timestamp, reservation_id
         )
@@ -23,8 +27,14 @@ class TransactionHandlers:
 
     @on(Action.stop_transaction)
     async def on_stop_transaction(
-        self, meter_stop, timestamp, transaction_id, reason=None, id_tag=None, transaction_data=None
-    ):
+        self,
+        meter_stop: int,
+        timestamp: str,
+        transaction_id: int,
+        reason: str | None = None,
+        id_tag: str | None = None,
+        transaction_data: list[dict[str, Any]] | None = None,
+    ) -> call_result.StopTransaction:
         authorization = await run(
             services.stop_transaction,
             self.station_id,
