@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -132,7 +132,7 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
         began = time.perf_counter()
         request_id, action = None, "INVALID"
         try:
-            raw = text_data if text_data is not None else bytes_data.decode("utf-8", "replace")
+            raw = text_data if text_data is not None else cast(bytes, bytes_data).decode("utf-8", "replace")
             request_id = self._peek_id(raw)
             self._check_limits(raw)
             request = self._parse(raw)
@@ -191,9 +191,10 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
         spec = ACTIONS.get(action)
         if spec is None:
             raise BadRequest(f"Unknown action '{action[:64]}'")
-        if spec.auth and self.key is None:
+        key = self.key
+        if spec.auth and key is None:
             raise Unauthorized("Not authenticated: send auth first")
-        if spec.scope and spec.scope not in self.key.scopes:
+        if spec.scope and (key is None or spec.scope not in key.scopes):
             raise Forbidden(f"Missing scope {spec.scope}")
         return spec
 
@@ -263,8 +264,8 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
 
     def hides_id_tag(self, event: EventMessage) -> bool:
         """Other people's idTags are not shown (the key did not start it, the tag is not bound to it)."""
-        id_tag = event["data"].get("idTag")
-        return bool(id_tag) and event.get("actor") != self.key.actor and id_tag not in self.key.id_tags
+        id_tag, key = event["data"].get("idTag"), self.key
+        return bool(id_tag) and (key is None or event.get("actor") != key.actor and id_tag not in key.id_tags)
 
     async def push(self, event: EventMessage) -> bool:
         """Called by the process's push hub for every event, in order; True if sent."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
@@ -72,11 +72,12 @@ def _describe(error: ValidationError) -> str:
     elif error.validator in ("minimum", "maximum"):
         text = f"must be {'at least' if error.validator == 'minimum' else 'at most'} {expected}"
     elif error.validator in ("minLength", "maxLength", "minItems", "maxItems"):
-        unit = "characters" if error.validator.endswith("Length") else "items"
-        text = f"must have {'at least' if error.validator.startswith('min') else 'at most'} {expected} {unit}"
+        bound = cast(str, error.validator)  # one of the four names just tested
+        unit = "characters" if bound.endswith("Length") else "items"
+        text = f"must have {'at least' if bound.startswith('min') else 'at most'} {expected} {unit}"
     elif error.validator == "pattern":
         text = f"must match {expected}"
-    elif error.validator == "enum":
+    elif error.validator == "enum" and isinstance(expected, list):
         text = f"must be one of {', '.join(map(str, expected))}"
     else:  # required, additionalProperties, ...: messages that quote names, not values
         text = error.message

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,7 @@ class KeyInfo:
 
 # --- Keys ----------------------------------------------------------------------
 
-def create_api_key(name: str, scopes: list[str], id_tags: list[str] = (), raw_key: str | None = None) -> tuple[ApiKey, str]:
+def create_api_key(name: str, scopes: list[str], id_tags: Iterable[str] = (), raw_key: str | None = None) -> tuple[ApiKey, str]:
     """Create a key; return it and the raw key, which is shown once and never stored."""
     unknown = set(scopes) - set(Scope.values)
     if unknown:
@@ -341,8 +342,10 @@ def owns_transaction(key: KeyInfo, transaction_id: int | None, station_id: str |
     query = Transaction.objects.filter(stopped_at__isnull=True)
     if transaction_id is not None:
         query = query.filter(pk=transaction_id)
-    else:
+    elif connector_id is not None:
         query = query.filter(station_id=station_id, connector__number=connector_id)
+    else:
+        return True  # nothing named: the caller's 400
     if not query.exists():
         return True
     return query.filter(_mine(key)).exists()

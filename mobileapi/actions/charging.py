@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from csms.events import call_service
 from mobileapi import services
@@ -23,7 +24,7 @@ _background: set[asyncio.Task] = set()
 ID_TAG = {"type": "string", "minLength": 1, "maxLength": 20}
 
 
-async def _pending_once_sent(execute: Callable[[Callable[[], None]], Awaitable[str]]) -> None:
+async def _pending_once_sent(execute: Callable[[Callable[[], None]], Coroutine[Any, Any, str]]) -> None:
     """/ws: return (for a "pending" reply) once the command is on its way to the charger,
     and let its outcome follow as an event. A command that cannot be sent (Redis gone,
     whether or not this process knew it yet) raises its error here, instead of a
@@ -96,7 +97,7 @@ async def start_charging(conn, params):
     await commands.prepare_remote_start(
         station_id, connector_id, id_tag, correlation_id=correlation_id, actor=conn.key.as_actor
     )
-    def execute(on_sent: Callable[[], None] | None = None) -> Awaitable[str]:
+    def execute(on_sent: Callable[[], None] | None = None) -> Coroutine[Any, Any, str]:
         return commands.execute_remote_start(
             station_id, connector_id, id_tag, correlation_id=correlation_id, actor=conn.key.actor, on_sent=on_sent
         )
@@ -143,7 +144,7 @@ async def stop_charging(conn, params):
         transaction_id=transaction_id, station_id=station_id if transaction_id is None else None,
         connector_id=connector_id, correlation_id=correlation_id,
     )
-    def execute(on_sent: Callable[[], None] | None = None) -> Awaitable[str]:
+    def execute(on_sent: Callable[[], None] | None = None) -> Coroutine[Any, Any, str]:
         return commands.execute_remote_stop(tx, correlation_id=correlation_id, actor=conn.key.actor, on_sent=on_sent)
 
     reply = {"correlationId": correlation_id, "transactionId": conn.dialect.transaction_id(tx.pk)}

@@ -12,6 +12,7 @@ import asyncio
 import json
 import ssl
 import time
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -44,7 +45,7 @@ class Command(BaseCommand):
 
     async def scenario(self, options) -> None:
         url, endpoint, timeout = options["url"].rstrip("/"), options["endpoint"], options["timeout"]
-        tls = {"ssl": ssl.create_default_context(cafile=options["ca_file"])} if options["ca_file"] else {}
+        tls: dict[str, Any] = {"ssl": ssl.create_default_context(cafile=options["ca_file"])} if options["ca_file"] else {}
         client = await MobileClient.connect(url, endpoint, **tls)
         try:
             auth = await client.result("auth", {"apiKey": options["api_key"]})
