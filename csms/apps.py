@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 from django.contrib.admin.apps import AdminConfig
 from django.core.signals import request_finished
@@ -21,7 +23,7 @@ class CsmsConfig(AppConfig):
         request_finished.connect(close_request_connections, dispatch_uid="csms.close_request_connections")
 
 
-def close_request_connections(**kwargs) -> None:
+def close_request_connections(**kwargs: Any) -> None:
     connections.close_all()  # this request thread's connections only (they are thread-local)
 
 

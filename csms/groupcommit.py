@@ -66,7 +66,7 @@ class _Writes:
     def __init__(self) -> None:
         self.count = 0
 
-    def __call__(self, execute, sql, params, many, context):
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
         if not sql.lstrip()[:6].upper() == "SELECT":
             self.count += 1
         return execute(sql, params, many, context)

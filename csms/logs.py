@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from typing import TextIO
 
 # What a record gathers that our line never prints (Python's logging HOWTO,
 # "Optimization"): the caller's file and line (a walk up the stack), the
@@ -30,13 +31,13 @@ class DailyFileHandler(logging.Handler):
         self.prefix = prefix
         self._day: dt.date | None = None
         self._next_day_at = 0.0  # time.time() of the next local midnight
-        self._stream = None
+        self._stream: TextIO | None = None
         self._switch_lock = threading.Lock()
 
     def path_for(self, day: dt.date) -> str:
         return os.path.join(self.directory, f"{self.prefix}-{day.isoformat()}.log")
 
-    def _stream_for_today(self):
+    def _stream_for_today(self) -> TextIO:
         # One clock read per record; the date is worked out only past midnight.
         if time.time() >= self._next_day_at or self._stream is None:
             with self._switch_lock:

@@ -7,8 +7,15 @@ station settings or station passwords. Superusers do everything.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.apps import apps as global_apps
 from django.contrib.auth.management import create_permissions
+
+if TYPE_CHECKING:
+    from django.apps import AppConfig
+    from django.apps.registry import Apps
+    from django.contrib.auth.models import Permission
 
 SUPPORT_GROUP = "support"
 SUPPORT_APPS = ("csms", "stations", "mobileapi")
@@ -21,7 +28,7 @@ SUPPORT_EXTRA = (
 )
 
 
-def support_permissions(permission_model, using: str = "default") -> list:
+def support_permissions(permission_model: type[Permission], using: str = "default") -> list[Permission]:
     views = permission_model.objects.using(using).filter(
         content_type__app_label__in=SUPPORT_APPS, codename__startswith="view_"
     )
@@ -32,7 +39,9 @@ def support_permissions(permission_model, using: str = "default") -> list:
     return [*views, *extra]
 
 
-def ensure_groups(sender=None, apps=global_apps, using="default", **kwargs) -> None:
+def ensure_groups(
+    sender: AppConfig | None = None, apps: Apps = global_apps, using: str = "default", **kwargs: Any
+) -> None:
     """post_migrate: create the support group with its permissions (idempotent)."""
     if getattr(sender, "name", None) != "csms":
         return

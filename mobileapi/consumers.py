@@ -98,6 +98,13 @@ class MobileConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer)
         log.info("[WS-API:DISCONNECT] endpoint=%s key=%s session=%s code=%s",
                  self.dialect.name, self.key.id if self.key else "-", self.session_id or "-", code)
 
+    @property
+    def auth_key(self) -> services.KeyInfo:
+        """The key an action with ``auth`` runs under (the dispatcher runs none without one)."""
+        if self.key is None:
+            raise Unauthorized("Not authenticated: send auth first")
+        return self.key
+
     async def login(self, key: services.KeyInfo) -> str:
         previous = self.key.id if self.key is not None else self.expired_key_id
         if previous != key.id:

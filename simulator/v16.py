@@ -23,6 +23,7 @@ import websockets
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
+from websockets.typing import Subprotocol
 
 log = logging.getLogger("simulator.v16")
 frames_log = logging.getLogger("simulator.v16.frames")  # every frame, at INFO
@@ -158,6 +159,8 @@ class SimulatedCharger(ChargePoint):
     async def meter_forever(self, connector: ConnectorState) -> None:
         while True:
             await asyncio.sleep(self.state.meter_interval)
+            if connector.session is None:  # stop_session cancels this task before it clears the session
+                return
             connector.power_w = self.state.max_power_w * random.uniform(0.85, 1.0)
             connector.energy_wh += connector.power_w * self.state.meter_interval / 3600
             await self.call(
@@ -359,7 +362,7 @@ async def connect(url: str, station_id: str, password: str | None = None, **kwar
     """Open an OCPP 1.6 WebSocket to ``<url>/<station_id>`` (``url`` ends with /ocpp)."""
     headers = basic_auth_header(station_id, password) if password else None
     return await websockets.connect(
-        f"{url.rstrip('/')}/{station_id}", subprotocols=["ocpp1.6"], additional_headers=headers, **kwargs
+        f"{url.rstrip('/')}/{station_id}", subprotocols=[Subprotocol("ocpp1.6")], additional_headers=headers, **kwargs
     )
 
 

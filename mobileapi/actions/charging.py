@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from csms.events import call_service
 from mobileapi import services
@@ -16,12 +16,16 @@ from stations import commands
 from stations.commands.registry import REGISTRY
 from stations.errors import Forbidden
 
+if TYPE_CHECKING:
+    from mobileapi.consumers import MobileConsumer
+
 log = logging.getLogger("mobileapi")
 
 # Commands finishing after their "pending" reply (/ws); kept so they are not collected.
 _background: set[asyncio.Task] = set()
 
-ID_TAG = {"type": "string", "minLength": 1, "maxLength": 20}
+# A token as 2.0.1 has it; a 1.6 station takes at most 20 (stations.commands.prepare_remote_start: 400).
+ID_TAG = {"type": "string", "minLength": 1, "maxLength": 36}
 
 
 async def _pending_once_sent(execute: Callable[[Callable[[], None]], Coroutine[Any, Any, str]]) -> None:
@@ -75,6 +79,7 @@ async def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
              "or an error (504, 502, 409).",
     errors=(
         (400, "params: 'idTag' is a required property (the key is not bound to exactly one idTag)"),
+        (400, "idTag must be at most 20 characters for an OCPP 1.6 station"),
         (403, "idTag X is not bound to this API key"),
         (403, "idTag X is bound to another API key"),
         (404, "Unknown station X"),
@@ -89,17 +94,17 @@ async def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
         (504, "RemoteStart timeout (`/mobile-client`, after OCPP_COMMAND_TIMEOUT)"),
     ),
 )
-async def start_charging(conn, params):
-    station_id, connector_id = params["stationId"], params["connectorId"]
-    id_tag = await _id_tag_for(conn.key, params.get("idTag"))
+async def start_charging(conn: MobileConsumer, params: dict[str, Any]) -> dict[str, Any]:
+    station_id, connector_id, key = params["stationId"], params["connectorId"], conn.auth_key
+    id_tag = await _id_tag_for(key, params.get("idTag"))
     correlation_id = f"corr-{int(time.time() * 1000)}-{station_id}-{connector_id}"
     conn.issued_command(correlation_id)  # before the command: its outcome may come before the reply
     await commands.prepare_remote_start(
-        station_id, connector_id, id_tag, correlation_id=correlation_id, actor=conn.key.as_actor
+        station_id, connector_id, id_tag, correlation_id=correlation_id, actor=key.as_actor
     )
     def execute(on_sent: Callable[[], None] | None = None) -> Coroutine[Any, Any, str]:
         return commands.execute_remote_start(
-            station_id, connector_id, id_tag, correlation_id=correlation_id, actor=conn.key.actor, on_sent=on_sent
+            station_id, connector_id, id_tag, correlation_id=correlation_id, actor=key.actor, on_sent=on_sent
         )
 
     if conn.dialect.start_replies_pending:
@@ -131,12 +136,12 @@ async def start_charging(conn, params):
         (504, "RemoteStopTransaction timeout: station X did not answer in 30 s (`/mobile-client`)"),
     ),
 )
-async def stop_charging(conn, params):
+async def stop_charging(conn: MobileConsumer, params: dict[str, Any]) -> dict[str, Any]:
     transaction_id = int(params["transactionId"]) if "transactionId" in params else None
-    station_id, connector_id = params.get("stationId"), params.get("connectorId")
+    station_id, connector_id, key = params.get("stationId"), params.get("connectorId"), conn.auth_key
     if transaction_id is None and (station_id is None or connector_id is None):
         raise BadRequest("params: give 'transactionId', or 'stationId' and 'connectorId'")
-    if not await call_service(services.owns_transaction, conn.key, transaction_id, station_id, connector_id):
+    if not await call_service(services.owns_transaction, key, transaction_id, station_id, connector_id):
         raise Forbidden("This transaction was not started with this API key or its idTags")
     correlation_id = f"corr-stop-{int(time.time() * 1000)}"
     conn.issued_command(correlation_id)
@@ -145,7 +150,7 @@ async def stop_charging(conn, params):
         connector_id=connector_id, correlation_id=correlation_id,
     )
     def execute(on_sent: Callable[[], None] | None = None) -> Coroutine[Any, Any, str]:
-        return commands.execute_remote_stop(tx, correlation_id=correlation_id, actor=conn.key.actor, on_sent=on_sent)
+        return commands.execute_remote_stop(tx, correlation_id=correlation_id, actor=key.actor, on_sent=on_sent)
 
     reply = {"correlationId": correlation_id, "transactionId": conn.dialect.transaction_id(tx.pk)}
     if conn.dialect.start_replies_pending:
@@ -167,7 +172,7 @@ _SESSIONS_DIALECTS = (
 )
 
 
-def _render_sessions(conn, rows: list[dict]) -> list[dict]:
+def _render_sessions(conn: MobileConsumer, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         row["transactionId"] = conn.dialect.transaction_id(row["transactionId"])
         row["status"] = conn.dialect.transaction_status(row.pop("active"))
@@ -181,8 +186,8 @@ def _render_sessions(conn, rows: list[dict]) -> list[dict]:
     result=_SESSIONS_RESULT,
     dialects=_SESSIONS_DIALECTS,
 )
-async def get_my_sessions(conn, params):
-    return _render_sessions(conn, await call_service(services.transactions_for_key, conn.key, params.get("limit", 20)))
+async def get_my_sessions(conn: MobileConsumer, params: dict[str, Any]) -> list[dict[str, Any]]:
+    return _render_sessions(conn, await call_service(services.transactions_for_key, conn.auth_key, params.get("limit", 20)))
 
 
 @action(
@@ -192,5 +197,5 @@ async def get_my_sessions(conn, params):
     result=_SESSIONS_RESULT,
     dialects=_SESSIONS_DIALECTS,
 )
-async def get_recent_transactions(conn, params):
-    return _render_sessions(conn, await call_service(services.transactions_for_key, conn.key, params.get("limit", 10)))
+async def get_recent_transactions(conn: MobileConsumer, params: dict[str, Any]) -> list[dict[str, Any]]:
+    return _render_sessions(conn, await call_service(services.transactions_for_key, conn.auth_key, params.get("limit", 10)))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.conf import settings
 
 from csms import wire
-from csms.events import call_service
+from csms.events import EventMessage, call_service
 from mobileapi import messages, services
 from mobileapi.errors import BadRequest
 from mobileapi.models import Scope
@@ -13,6 +15,9 @@ from mobileapi.registry import STATION_ID, action, limit
 from mobileapi.snapshots import render_station, snapshot
 from mobileapi.subscriptions import check_patterns
 from stations.errors import NotFound
+
+if TYPE_CHECKING:
+    from mobileapi.consumers import MobileConsumer
 
 EVENTS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "minItems": 1, "maxItems": 50}
 
@@ -32,7 +37,7 @@ EVENTS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLengt
         (404, "Unknown station X"),
     ),
 )
-async def subscribe(conn, params):
+async def subscribe(conn: MobileConsumer, params: dict[str, Any]) -> dict[str, Any]:
     patterns = params.get("events", ["all"])
     problem = check_patterns(patterns)
     if problem:
@@ -60,13 +65,13 @@ async def subscribe(conn, params):
     result="`status` (`ok`) and `subscriptionId`.",
     errors=((404, "Unknown subscription X"),),
 )
-async def unsubscribe(conn, params):
+async def unsubscribe(conn: MobileConsumer, params: dict[str, Any]) -> dict[str, Any]:
     if not conn.unsubscribe(params["subscriptionId"]):
         raise NotFound(f"Unknown subscription {params['subscriptionId']}")
     return {"status": "ok", "subscriptionId": params["subscriptionId"]}
 
 
-def _page(conn, events, has_more: bool, cursor: str | None) -> dict:
+def _page(conn: MobileConsumer, events: list[EventMessage], has_more: bool, cursor: str | None) -> dict[str, Any]:
     items = [messages.replay_item(conn.dialect, event, hide_id_tag=conn.hides_id_tag(event)) for event in events]
     return {
         "events": items,
@@ -84,7 +89,7 @@ def _page(conn, events, has_more: bool, cursor: str | None) -> dict:
     result="`events` (the page), `count`, `hasMore` and `cursor.lastEventId` (the last event's id: pass it as `eventId` to read on).",
     dialects='Items on `/ws` are `{eventId, eventType, stationId, timestamp, ts, data}`; on `/mobile-client` the event exactly as it was pushed (flat).',
 )
-async def get_events_recent(conn, params):
+async def get_events_recent(conn: MobileConsumer, params: dict[str, Any]) -> dict[str, Any]:
     events, _ = await call_service(
         services.events_page, station_id=params.get("stationId"), limit=params.get("limit", 50), newest=True
     )
@@ -114,7 +119,7 @@ async def get_events_recent(conn, params):
               "server sent; page from getEventsRecent or a time ('since')"),
     ),
 )
-async def get_events_since(conn, params):
+async def get_events_since(conn: MobileConsumer, params: dict[str, Any]) -> dict[str, Any]:
     after_seq = since = None
     if "eventId" in params:
         try:

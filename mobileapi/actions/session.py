@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 
 from csms import lockout
 from csms.events import call_service
@@ -11,6 +12,9 @@ from mobileapi import services
 from mobileapi.errors import RateLimited
 from mobileapi.registry import action
 from stations.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from mobileapi.consumers import MobileConsumer
 
 log = logging.getLogger("mobileapi")
 
@@ -27,7 +31,7 @@ log = logging.getLogger("mobileapi")
         (429, "Too many failed authentications from this address: retry in N s (with `retryAfterMs`)"),
     ),
 )
-async def auth(conn, params):
+async def auth(conn: MobileConsumer, params: dict[str, Any]) -> dict[str, Any]:
     # An address locked out for failed attempts is refused before its key is
     # looked at: a guesser learns nothing, and it costs no ORM hop.
     address = lockout.client_address(conn.scope)
@@ -47,7 +51,7 @@ async def auth(conn, params):
     return {"status": "ok", "sessionId": session_id, "scopes": sorted(key.scopes)}
 
 
-def _failed(conn, address: str) -> None:
+def _failed(conn: MobileConsumer, address: str) -> None:
     locked = lockout.failed(lockout.api_keys, address, conn.dialect.name)
     if locked:
         log.warning("[WS-API:AUTH] endpoint=%s address=%s locked out for %g s: too many failed authentications",
@@ -59,5 +63,5 @@ def _failed(conn, address: str) -> None:
     summary="A heartbeat that keeps the connection from being closed as idle: send one every 20-30 s.",
     result="`pong` (`true`) and `ts` (the server time in ms).",
 )
-async def ping(conn, params):
+async def ping(conn: MobileConsumer, params: dict[str, Any]) -> dict[str, Any]:
     return {"pong": True, "ts": int(time.time() * 1000)}

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from csms.events import call_service
 from mobileapi import services
 from mobileapi.messages import RawJson
 from mobileapi.models import Scope
 from mobileapi.registry import CONNECTOR_ID, STATION_ID, action, limit
 from mobileapi.snapshots import snapshot
+
+if TYPE_CHECKING:
+    from mobileapi.consumers import MobileConsumer
 
 
 @action(
@@ -19,7 +24,7 @@ from mobileapi.snapshots import snapshot
            "`updatedAt`). An offline station's connectors keep their last status: check `isOnline`.",
     dialects="`transactionId` is an integer on `/ws`, a string on `/mobile-client`.",
 )
-async def get_stations(conn, params):
+async def get_stations(conn: MobileConsumer, params: dict[str, Any]) -> RawJson:
     return RawJson(await snapshot.json_text(conn.dialect))
 
 
@@ -35,7 +40,7 @@ async def get_stations(conn, params):
     dialects="`transactionId` is an integer on `/ws`, a string on `/mobile-client`.",
     errors=((404, "Unknown station X"), (404, "Unknown connector N on station X")),
 )
-async def get_connector_status(conn, params):
+async def get_connector_status(conn: MobileConsumer, params: dict[str, Any]) -> dict[str, Any]:
     status = await call_service(services.connector_status, params["stationId"], params["connectorId"])
     status["transactionId"] = conn.dialect.transaction_id(status["transactionId"])
     return status
@@ -56,7 +61,7 @@ async def get_connector_status(conn, params):
     dialects="`transactionId` is an integer on `/ws`, a string on `/mobile-client`.",
     errors=((404, "Unknown station X"),),
 )
-async def get_meter_values_recent(conn, params):
+async def get_meter_values_recent(conn: MobileConsumer, params: dict[str, Any]) -> list[dict[str, Any]]:
     samples = await call_service(
         services.meter_values_recent, params["stationId"], params.get("connectorId"), params.get("limit", 10)
     )

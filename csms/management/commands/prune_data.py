@@ -9,9 +9,10 @@ each its own transaction. Run it daily from cron or a systemd timer.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from csms import retention
@@ -21,14 +22,14 @@ from mobileapi import services as mobile_services
 class Command(BaseCommand):
     help = "Delete meter samples and events older than the retention settings (never transactions)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--meter-samples-days", type=int, default=settings.RETENTION_METER_SAMPLE_DAYS)
         parser.add_argument("--events-days", type=int, default=settings.RETENTION_EVENT_DAYS)
         parser.add_argument("--batch", type=int, default=retention.BATCH)
         parser.add_argument("--pause", type=float, default=0.05, help="Seconds between batches")
         parser.add_argument("--dry-run", action="store_true", help="Count, delete nothing")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         now = timezone.now()
         for name, days, prune, old in (
             ("meter samples", options["meter_samples_days"], retention.prune_meter_samples,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mobileapi import services
 from mobileapi.models import APP_SCOPES, ApiKey, Scope, hash_key
@@ -11,7 +13,7 @@ from mobileapi.models import APP_SCOPES, ApiKey, Scope, hash_key
 class Command(BaseCommand):
     help = "Create a mobile API key and print it once (only its hash is stored)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", required=True)
         parser.add_argument("--key", help="Use this key instead of a generated one")
         parser.add_argument("--scopes", default=",".join(APP_SCOPES),
@@ -19,7 +21,7 @@ class Command(BaseCommand):
                                  f"{Scope.OPERATE_STATIONS.value} only for a back-office integration's key)")
         parser.add_argument("--id-tags", default="", help="Comma-separated idTags bound to the key")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         scopes = [s.strip() for s in options["scopes"].split(",") if s.strip()]
         id_tags = [t.strip() for t in options["id_tags"].split(",") if t.strip()]
         if options["key"] and ApiKey.objects.filter(key_hash=hash_key(options["key"])).exists():

@@ -14,7 +14,7 @@ import ssl
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mobileapi.client import ApiReplyError, MobileClient
 
@@ -22,7 +22,7 @@ from mobileapi.client import ApiReplyError, MobileClient
 class Command(BaseCommand):
     help = "Check a CSMS server's mobile API with the documents' smoke scenario."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default="ws://127.0.0.1:8081", help="Server base URL (default: %(default)s)")
         parser.add_argument("--api-key", required=True)
         parser.add_argument("--endpoint", default="/ws", choices=["/ws", "/mobile-client"])
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=30.0, help="Seconds to wait for each event")
         parser.add_argument("--ca-file", help="Trust this CA or self-signed certificate for a wss:// URL")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             asyncio.run(self.scenario(options))
         except (TimeoutError, ApiReplyError, OSError) as error:
@@ -43,7 +43,7 @@ class Command(BaseCommand):
         text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
         self.stdout.write(f"[{time.strftime('%H:%M:%S')}] {name}: {text}")
 
-    async def scenario(self, options) -> None:
+    async def scenario(self, options: dict[str, Any]) -> None:
         url, endpoint, timeout = options["url"].rstrip("/"), options["endpoint"], options["timeout"]
         tls: dict[str, Any] = {"ssl": ssl.create_default_context(cafile=options["ca_file"])} if options["ca_file"] else {}
         client = await MobileClient.connect(url, endpoint, **tls)
@@ -63,7 +63,7 @@ class Command(BaseCommand):
             await client.close()
         self.stdout.write(self.style.SUCCESS("Smoke scenario passed."))
 
-    async def charge(self, client: MobileClient, stations: list[dict], options, timeout: float) -> None:
+    async def charge(self, client: MobileClient, stations: list[dict[str, Any]], options: dict[str, Any], timeout: float) -> None:
         station_id, connector_id = self.pick(stations, options)
         start = await client.result(
             "startCharging", {"stationId": station_id, "connectorId": connector_id, "idTag": options["id_tag"]},
@@ -84,7 +84,7 @@ class Command(BaseCommand):
         self.step("getMySessions", sessions[0] if sessions else "none")
 
     @staticmethod
-    def pick(stations: list[dict], options) -> tuple[str, int]:
+    def pick(stations: list[dict[str, Any]], options: dict[str, Any]) -> tuple[str, int]:
         for station in stations:
             if options["station"] and station["id"] != options["station"]:
                 continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -16,7 +17,7 @@ from django.core.management.base import BaseCommand
 class Command(BaseCommand):
     help = "Development only: create a local superuser (printed once) and the documents' test API key."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
             self.stdout.write("Production mode: no development credentials are created.")
             return

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from simulator.v16 import ChargerState, run_charger
 
@@ -15,7 +16,7 @@ from simulator.v16 import ChargerState, run_charger
 class Command(BaseCommand):
     help = "Run a simulated OCPP 1.6J charger against a CSMS."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("station_id")
         parser.add_argument("--connectors", type=int, default=4)
         parser.add_argument("--url", default=f"ws://127.0.0.1:{settings.PORT}/ocpp",
@@ -26,7 +27,7 @@ class Command(BaseCommand):
                             help="Drivers start local sessions (RFID) about every SECONDS per connector")
         parser.add_argument("--ca-file", help="Trust this CA or self-signed certificate for a wss:// URL")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         logging.getLogger("simulator.v16").setLevel(logging.INFO)
         logging.getLogger("simulator.v16.frames").setLevel(logging.WARNING)
         state = ChargerState.new(options["station_id"], options["connectors"], options["meter_interval"])
