@@ -347,8 +347,9 @@ def list_events(request, since: str | None = Query(None, max_length=64, descript
 # --- Commands ----------------------------------------------------------------------------------
 
 class StartIn(Schema):
-    idTag: str | None = Field(None, min_length=1, max_length=20,
-                              description="Required unless the key is bound to exactly one idTag")
+    idTag: str | None = Field(None, min_length=1, max_length=36,
+                              description="Required unless the key is bound to exactly one idTag; "
+                                          "at most 20 characters for an OCPP 1.6 station")
 
 
 class CommandOut(Schema):

@@ -193,7 +193,8 @@ class Connector(models.Model):
 class IdTag(models.Model):
     """A token that may authorise charging (1.6's idTag, 2.0.1's idToken)."""
 
-    id_tag = models.CharField(max_length=20, unique=True, help_text="RFID uid or app tag (CiString20)")
+    # 36: 2.0.1's idToken (CiString36); a 1.6 charger's idTag is at most 20, which its adapter enforces.
+    id_tag = models.CharField(max_length=36, unique=True, help_text="RFID uid or app tag (at most 20 for OCPP 1.6)")
     type = models.CharField(max_length=16, choices=TokenType.choices, default=TokenType.ISO14443)
     status = models.CharField(max_length=16, choices=IdTagStatus.choices, default=IdTagStatus.ACCEPTED)
     expiry_date = models.DateTimeField(null=True, blank=True)
@@ -224,7 +225,7 @@ class Transaction(models.Model):
     evse = models.ForeignKey(Evse, null=True, blank=True, on_delete=models.PROTECT, related_name="transactions")
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="transactions")
     charger_transaction_id = models.CharField(max_length=36, blank=True, help_text="The charger's transaction id")
-    id_tag = models.CharField(max_length=20)
+    id_tag = models.CharField(max_length=36)
     meter_start = models.BigIntegerField(help_text="Wh")
     meter_stop = models.BigIntegerField(null=True, blank=True, help_text="Wh")
     started_at = models.DateTimeField()
@@ -334,7 +335,7 @@ class RemoteStartRequest(models.Model):
 
     station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="+")
     connector_number = models.PositiveIntegerField(null=True, blank=True)
-    id_tag = models.CharField(max_length=20)
+    id_tag = models.CharField(max_length=36)
     correlation_id = models.CharField(max_length=100, blank=True)
     actor = models.CharField(max_length=100, blank=True)
     actor_name = models.CharField(max_length=150, blank=True)

@@ -92,7 +92,7 @@ def test_a_configuration_answer_is_read_by_the_adapter() -> None:
         ("unlock", {"connector": "1"}, "connector must be an integer"),
         ("unlock", {"connector": True}, "connector must be an integer"),
         ("unlock", {"connector": 0}, "connector must be at least 1"),
-        ("remote_start", {"connector": 1, "idTag": "X" * 21}, "idTag must be at most 20 characters"),
+        ("remote_start", {"connector": 1, "idTag": "X" * 37}, "idTag must be at most 36 characters"),
         ("get_configuration", {"keys": "HeartbeatInterval"}, "keys must be a list of strings"),
         ("clear_cache", {"x": 1}, "clear_cache takes no parameter x (it takes: none)"),
     ],

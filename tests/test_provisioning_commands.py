@@ -180,7 +180,7 @@ def test_idtag_add_is_idempotent_and_updates_what_is_given() -> None:
 
 
 def test_idtag_refusals_write_nothing() -> None:
-    assert refused("idtag", "add", "T" * 21) == f"token {'T' * 21!r} is longer than 20 characters"
+    assert refused("idtag", "add", "T" * 37) == f"token {'T' * 37!r} is longer than 36 characters"
     assert refused("idtag", "add", " padded") == (
         "token ' padded' must be printable ASCII characters, without spaces around them")
     assert refused("idtag", "add", "T1", "--expiry", "tomorrow") == (

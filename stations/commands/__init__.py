@@ -288,10 +288,19 @@ async def remote_start(
 
 
 async def prepare_remote_start(station_id: str, connector_id: int, id_tag: str, **who: Any) -> None:
-    """Check the station and connector can start (404/409) and remember who asked
-    (``correlation_id``, ``actor``: see services.prepare_remote_start)."""
+    """Check the station and connector can start (404/409), and the token fits the station's OCPP version
+    (400), and remember who asked (``correlation_id``, ``actor``: see services.prepare_remote_start)."""
     _require_bus(action_of("remote_start", ""))
-    await call_service(services.prepare_remote_start, station_id, connector_id, id_tag, **who)
+    await call_service(_prepare_remote_start, station_id, connector_id, id_tag, who)
+
+
+def _prepare_remote_start(station_id: str, connector_id: int, id_tag: str, who: dict[str, Any]) -> None:
+    # Before the request is remembered: a token the charger's version cannot carry would hold the
+    # connector's "remote start pending" until the timeout for a command never sent.
+    version = Station.objects.filter(pk=station_id).values_list("ocpp_version", flat=True).first()
+    if version is not None:
+        adapters.for_version(version).check_token(id_tag)
+    services.prepare_remote_start(station_id, connector_id, id_tag, **who)
 
 
 async def execute_remote_start(

@@ -113,7 +113,8 @@ def get(name: str) -> Command:
 
 
 CONNECTOR = Param("connector", int, "Connector", minimum=1, maximum=1000, refers_to="connector")
-ID_TAG = Param("id_tag", str, "idTag", max_length=20)
+# 36: a token as 2.0.1 has it; the station's adapter refuses one longer than its version carries (1.6: 20).
+ID_TAG = Param("id_tag", str, "idTag", max_length=36)
 
 register(Command("remote_start", "Remote start", (CONNECTOR, ID_TAG), scope=WRITE_CHARGING, button="Start",
                  summary="Ask the charger to start a transaction on a connector for an idTag."))

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from stations.errors import InvalidValue
+
 # A neutral command's payload for one version: the command's checked parameters in,
 # its payload (camelCase, as on the wire) out.
 Builder = Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -59,12 +61,20 @@ class Adapter:
     csms_actions: frozenset[str]
     # Per registered command (stations/commands/registry.py): its action name and payload builder.
     commands: Mapping[str, tuple[str, Builder]]
+    # The longest token the version can carry (2.0.1's idToken: CiString36; the token column's width).
+    token_max_length: int = 36
     # The library's error codes (OCPP 2.0.1 spellings) as this version spells them.
     error_codes: Mapping[str, str] = field(default_factory=dict)
     # A charger's answer as a command's event records it (a summary where the answer is large).
     recorded_answer: Callable[[str, dict[str, Any]], dict[str, Any]] = lambda action, answer: answer
     # get_configuration's answer read as a Configuration.
     configuration: Callable[[dict[str, Any]], Configuration] = lambda answer: ([], [])
+
+    def check_token(self, token: str) -> None:
+        """Refuse (400) a token this version cannot carry, before anything is asked of the charger."""
+        if len(token) > self.token_max_length:
+            raise InvalidValue(f"idTag must be at most {self.token_max_length} characters for an OCPP "
+                               f"{self.version} station")
 
     def error_code(self, code: str) -> str:
         return self.error_codes.get(code, code)

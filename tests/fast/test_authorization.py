@@ -66,7 +66,7 @@ def test_a_naive_or_date_only_expiry_is_utc() -> None:
     ({"value": ""}, "token '' must be printable ASCII characters, without spaces around them"),
     ({"value": "CARD 1 "}, "token 'CARD 1 ' must be printable ASCII characters, without spaces around them"),
     ({"value": "CÄRD"}, "token 'CÄRD' must be printable ASCII characters, without spaces around them"),
-    ({"value": "T" * 21}, f"token {'T' * 21!r} is longer than 20 characters"),
+    ({"value": "T" * 37}, f"token {'T' * 37!r} is longer than 36 characters"),
     ({"value": "T1", "type": "RFID"}, "type 'RFID' is not one of ISO14443, ISO15693, eMAID, Central, KeyCode, Local, "
                                       "MacAddress, NoAuthorization"),
     ({"value": "T1", "status": "ConcurrentTx"}, "status 'ConcurrentTx' is not one of Accepted, Blocked, Expired, "

@@ -3,6 +3,7 @@
 from ocpp.v16.enums import Action
 
 from stations.ocpp.adapter import Adapter
+from stations.ocpp.v16.authorization import ID_TOKEN_LENGTH
 from stations.ocpp.v16.charge_point import ERROR_CODES_16, ChargePoint16
 from stations.ocpp.v16.commands import COMMANDS, CSMS_ACTIONS, configuration, recorded_answer
 
@@ -16,6 +17,7 @@ ADAPTER = Adapter(
     needs_acceptance=frozenset({"Authorize", "StartTransaction"}),  # refused until Accepted (OCPP 1.6 4.2.1)
     csms_actions=CSMS_ACTIONS,
     commands=COMMANDS,
+    token_max_length=ID_TOKEN_LENGTH,
     error_codes=ERROR_CODES_16,
     recorded_answer=recorded_answer,
     configuration=configuration,
