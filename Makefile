@@ -2,6 +2,7 @@
 # make demo - the same plus a simulated charger fora072 with connectors 1-4
 # make test - set up and run the whole test suite
 # make test-fast - only the fast tier (tests/fast: the services without sockets, in seconds)
+# make typecheck - only mypy (django-stubs; config in pyproject.toml), which make test runs after ruff
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,7 +22,7 @@ DAPHNE_ARGS += -e ssl:$(TLS_PORT):interface=$(HOST):privateKey=$(TLS_KEY):certKe
 export TLS_PORTS = $(TLS_PORT)
 endif
 
-.PHONY: run demo test test-fast setup setup-test system-packages dev-cert clean
+.PHONY: run demo test test-fast typecheck setup setup-test system-packages dev-cert clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,12 +69,19 @@ dev-cert:
 	  -keyout .local/tls/key.pem -out .local/tls/cert.pem 2>/dev/null
 	@echo "wrote .local/tls/cert.pem and key.pem; clients trust it with --ca-file .local/tls/cert.pem"
 
+# What mypy checks (the code it imports too): every function in csms, stations and mobileapi is typed.
+MYPY_PATHS := csms stations mobileapi simulator tests/fast tests/test_provisioning_commands.py
+
 test: setup-test
 	$(BIN)/ruff check csms stations mobileapi simulator tests bench
+	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy $(MYPY_PATHS)
 
 test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -q tests/fast $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-db.sqlite3* artifacts
+	rm -rf $(VENV) .pytest_cache .mypy_cache test-db.sqlite3* artifacts

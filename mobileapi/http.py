@@ -18,7 +18,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.datastructures import MultiValueDict
 from ninja import Field, NinjaAPI, Path, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -79,13 +80,13 @@ class WireParser(Parser):
 
     LIMITS = wire.Limits(max_depth=8, max_items=256)
 
-    def parse_body(self, request: HttpRequest) -> dict:
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
         try:
             return wire.parse(request.body.decode("utf-8"), self.LIMITS)
         except wire.WireError as error:
             raise HttpError(400, str(error)) from None
 
-    def parse_querydict(self, data, list_fields, request):
+    def parse_querydict(self, data: MultiValueDict, list_fields: list[str], request: HttpRequest) -> dict[str, Any]:
         if any("\x00" in value for _, values in data.lists() for value in values):
             raise HttpError(400, "query parameters must not contain NUL characters")
         return super().parse_querydict(data, list_fields, request)
@@ -117,41 +118,41 @@ class Error(Schema):
     error: ErrorBody
 
 
-def _error(request: HttpRequest, code: int, message: str):
+def _error(request: HttpRequest, code: int, message: str) -> HttpResponse:
     return api.create_response(request, {"error": {"code": code, "message": message}}, status=code)
 
 
 @api.exception_handler(AuthenticationError)
-def unauthorized(request, exc):
+def unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return _error(request, 401, "Missing or invalid X-API-Key")
 
 
 @api.exception_handler(LockedOut)
-def locked_out(request, exc):
+def locked_out(request: HttpRequest, exc: LockedOut) -> HttpResponse:
     response = _error(request, 429, str(exc))
     response["Retry-After"] = str(exc.retry_after)
     return response
 
 
 @api.exception_handler(ValidationError)
-def invalid(request, exc):
+def invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     first = exc.errors[0] if exc.errors else {}
     where = ".".join(str(part) for part in first.get("loc", ()))
     return _error(request, 400, f"{where}: {first.get('msg', 'invalid')}" if where else "Invalid request")
 
 
 @api.exception_handler(HttpError)
-def http_error(request, exc):
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return _error(request, exc.status_code, str(exc))
 
 
 @api.exception_handler(DomainError)
-def domain_error(request, exc):
+def domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
     return _error(request, exc.code, str(exc))
 
 
 def need(request: HttpRequest, scope: str) -> services.KeyInfo:
-    key: services.KeyInfo = request.auth
+    key: services.KeyInfo = request.auth  # type: ignore[attr-defined]  # set by django-ninja's auth
     if scope not in key.scopes:
         raise HttpError(403, f"Missing scope {scope}")
     return key
@@ -174,7 +175,7 @@ class Readiness(Schema):
 
 
 @api.get("/health", auth=None, response=Health, tags=["health"], summary="Liveness: the process answers")
-def health(request):
+def health(request: HttpRequest) -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -202,7 +203,7 @@ async def _layer_ok() -> bool:
 
 @api.get("/ready", auth=None, response={200: Readiness, 503: Readiness}, tags=["health"],
          summary="Readiness: the database and the channel layer answer")
-def ready(request):
+def ready(request: HttpRequest) -> Status:
     database, layer = _database_ok(), async_to_sync(_layer_ok)()
     ok = database and layer
     return Status(200 if ok else 503, {"status": "ready" if ok else "not ready", "database": database,
@@ -245,13 +246,13 @@ class ConnectorStatusOut(Schema):
 
 
 @api.get("/stations", response={200: list[StationOut], **ERRORS}, tags=["stations"])
-def list_stations(request):
+def list_stations(request: HttpRequest) -> list[dict[str, Any]]:
     need(request, Scope.READ_STATIONS)
     return async_to_sync(snapshot.stations)()  # the list getStations serves, computed once per change
 
 
 @api.get("/stations/{station_id}", response={200: StationOut, **ERRORS}, tags=["stations"])
-def get_station(request, station_id: str = STATION_ID):
+def get_station(request: HttpRequest, station_id: str = STATION_ID) -> dict[str, Any]:
     need(request, Scope.READ_STATIONS)
     for station in async_to_sync(snapshot.stations)():
         if station["id"] == station_id:
@@ -261,7 +262,9 @@ def get_station(request, station_id: str = STATION_ID):
 
 @api.get("/stations/{station_id}/connectors/{connector_id}", response={200: ConnectorStatusOut, **ERRORS},
          tags=["stations"])
-def get_connector(request, station_id: str = STATION_ID, connector_id: int = Path(..., ge=0, le=1000)):
+def get_connector(
+    request: HttpRequest, station_id: str = STATION_ID, connector_id: int = Path(..., ge=0, le=1000)
+) -> dict[str, Any]:
     need(request, Scope.READ_STATIONS)
     return services.connector_status(station_id, connector_id)
 
@@ -299,7 +302,7 @@ class TransactionPage(Schema):
 
 @api.get("/transactions", response={200: TransactionPage, **ERRORS}, tags=["transactions"],
          summary="This key's transactions (started with it or its idTags), newest first")
-def list_transactions(request, filters: Query[TransactionFilters]):
+def list_transactions(request: HttpRequest, filters: Query[TransactionFilters]) -> dict[str, Any]:
     key = need(request, Scope.READ_STATIONS)
     active = None if filters.status is None else filters.status == "active"
     items = services.transactions_for_key(key, filters.limit, offset=filters.offset, station_id=filters.stationId,
@@ -325,8 +328,10 @@ class EventPage(Schema):
 
 @api.get("/events", response={200: EventPage, **ERRORS}, tags=["events"],
          summary="Events after an eventId (or the oldest kept), oldest first")
-def list_events(request, since: str | None = Query(None, max_length=64, description="an eventId, evt-<ts>-<seq>"),
-                stationId: str | None = Query(None, max_length=64), limit: int = Query(100, ge=1, le=1000)):
+def list_events(request: HttpRequest,
+                since: str | None = Query(None, max_length=64, description="an eventId, evt-<ts>-<seq>"),
+                stationId: str | None = Query(None, max_length=64),
+                limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     key = need(request, Scope.READ_STATIONS)
     try:
         after = services.parse_event_id(since) if since else None
@@ -360,8 +365,8 @@ class CommandOut(Schema):
 
 @api.post("/stations/{station_id}/connectors/{connector_id}/start", response={200: CommandOut, **COMMAND_ERRORS},
           tags=["commands"], summary="RemoteStartTransaction; answers with the charger's status")
-def start(request, station_id: str = STATION_ID, connector_id: int = Path(..., ge=1, le=1000),
-          body: StartIn | None = None):
+def start(request: HttpRequest, station_id: str = STATION_ID, connector_id: int = Path(..., ge=1, le=1000),
+          body: StartIn | None = None) -> dict[str, Any]:
     key = need(request, Scope.WRITE_CHARGING)
     id_tag = services.permitted_id_tag(key, body.idTag if body else None)  # the WebSocket API's rule (403)
     if id_tag is None:
@@ -374,7 +379,7 @@ def start(request, station_id: str = STATION_ID, connector_id: int = Path(..., g
 
 @api.post("/transactions/{transaction_id}/stop", response={200: CommandOut, **COMMAND_ERRORS}, tags=["commands"],
           summary="RemoteStopTransaction of a transaction this key started")
-def stop(request, transaction_id: int = Path(..., ge=1, le=2**53)):
+def stop(request: HttpRequest, transaction_id: int = Path(..., ge=1, le=2**53)) -> dict[str, Any]:
     key = need(request, Scope.WRITE_CHARGING)
     if not services.owns_transaction(key, transaction_id, None, None):
         raise HttpError(403, "This transaction was not started with this API key or its idTags")
