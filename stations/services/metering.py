@@ -13,7 +13,7 @@ from csms.events import atomic, emit
 from stations import rules, values
 from stations.errors import InvalidValue
 from stations.models import Connector, MeterSample, Transaction
-from stations.services._common import _arguments, _by_charger_id, _connector, iso, log
+from stations.services._common import _arguments, _by_charger_id, _connector, _create_connectors, iso, log
 
 
 def record_meter_values(
@@ -46,8 +46,9 @@ def _record_meter_values_many(calls: list[tuple[tuple, dict]]) -> list[tuple[boo
 
     A message the domain refuses before anything is written gets its error; a message
     that is not the hot case (several readings, a reading older than the newest stored
-    one, a connector seen for the first time) takes the one-message path in the same
-    transaction. None: run the calls one by one (two of them for one connector).
+    one) takes the one-message path in the same transaction; connectors seen for the
+    first time are made together first. None: run the calls one by one (two of them
+    for one connector).
     """
     received = timezone.now()
     outcomes: list[tuple[bool, Any]] = [(True, None)] * len(calls)
@@ -62,7 +63,11 @@ def _record_meter_values_many(calls: list[tuple[tuple, dict]]) -> list[tuple[boo
         items.append((station_id, number, transaction_id, meter_value, values.Problems()))
     if len({(item[0], item[1]) for item in items}) < len(items):
         return None
-    locked = _lock_many_for_readings({(item[0], item[1]) for item in items})
+    keys = {(item[0], item[1]) for item in items}
+    locked = _lock_many_for_readings(keys)
+    if missing := keys - locked.keys():  # connectors seen for the first time: made together, then locked
+        _create_connectors(missing)
+        locked.update(_lock_many_for_readings(missing))
     announcements = []
     new_rows: list[MeterSample] = []
     for station_id, number, transaction_id, meter_value, problems in items:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
 from stations import services
@@ -98,6 +100,26 @@ def test_a_connector_seen_first_in_meter_values_is_made(station: Station) -> Non
     assert Connector.objects.filter(station=station, number=5).exists()
     with pytest.raises(InvalidValue):
         services.record_meter_values("fora072", -1, None, [reading(60, "100")])
+
+
+def test_the_batched_form_makes_connectors_seen_first_together(station: Station) -> None:
+    """New chargers' first MeterValues (a storm): their connectors and EVSEs are made for the whole
+    batch at once, as _connector makes one (1.6 connector n: connector 1 of EVSE n; 0 has no EVSE),
+    and each reading then takes the hot path."""
+    Station.objects.bulk_create([Station(pk=f"new-{n}") for n in range(20)])
+    calls: list[tuple[tuple, dict]] = [((f"new-{n}", n % 3, None, [reading(60, str(100 + n))]), {}) for n in range(20)]
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = many(services.record_meter_values)(calls)
+    # One by one it was 4 round trips and 2 savepoints per connector: here 2 locks, 2 INSERTs and a read of the
+    # EVSEs' ids, before the readings' one INSERT (the events after it are numbered one by one outside a batch).
+    sqls = [query["sql"] for query in queries.captured_queries]
+    insert = next(i for i, sql in enumerate(sqls) if sql.startswith("INSERT") and '"stations_metersample"' in sql)
+    assert [sql.split()[0] for sql in sqls[:insert]] == ["SELECT", "INSERT", "SELECT", "INSERT", "SELECT"]
+    assert outcomes is not None and all(ok for ok, _ in outcomes)
+    made = Connector.objects.filter(station__id__startswith="new-").select_related("evse")
+    assert sorted((c.station_id, c.number, c.connector_id, c.evse.number if c.evse else None) for c in made) == sorted(
+        (f"new-{n}", n % 3, 1, (n % 3) or None) for n in range(20))
+    assert MeterSample.objects.filter(station__id__startswith="new-").count() == 20
 
 
 def test_the_batched_form_stores_each_message_as_alone(session: int) -> None:
