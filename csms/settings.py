@@ -349,8 +349,9 @@ OCPP_REQUIRE_AUTH = env_bool("OCPP_REQUIRE_AUTH", PRODUCTION)
 OCPP_REQUIRE_TLS = env_bool("OCPP_REQUIRE_TLS", False)
 # Accept idTags that are not in the IdTag table (demo and first tries).
 OCPP_ACCEPT_UNKNOWN_IDTAGS = env_bool("OCPP_ACCEPT_UNKNOWN_IDTAGS", not PRODUCTION)
-# The OCPP versions chargers may speak, most preferred first (stations/ocpp/).
-OCPP_VERSIONS = env_list("OCPP_VERSIONS", ["1.6"])
+# The OCPP versions chargers may speak, most preferred first (stations/ocpp/): a charger offering
+# both gets 2.0.1 unless this says 1.6 first.
+OCPP_VERSIONS = env_list("OCPP_VERSIONS", ["2.0.1", "1.6"])
 # Seconds to wait for a charger's answer to a CSMS-initiated command.
 OCPP_COMMAND_TIMEOUT = env_int("OCPP_COMMAND_TIMEOUT", 30)
 # Heartbeats and last-activity are kept in memory and written this often.

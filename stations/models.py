@@ -28,7 +28,8 @@ class RegistrationStatus(models.TextChoices):
 
 
 class ConnectorStatus(models.TextChoices):
-    """OCPP 1.6 ChargePointStatus."""
+    """OCPP 1.6 ChargePointStatus, and 2.0.1's Occupied (a 2.0.1 connector with a transaction is shown by
+    its TransactionEvent's chargingState: Charging, SuspendedEV, SuspendedEVSE)."""
 
     AVAILABLE = "Available"
     PREPARING = "Preparing"
@@ -39,6 +40,7 @@ class ConnectorStatus(models.TextChoices):
     RESERVED = "Reserved"
     UNAVAILABLE = "Unavailable"
     FAULTED = "Faulted"
+    OCCUPIED = "Occupied"
 
 
 class OcppVersion(models.TextChoices):
@@ -128,6 +130,9 @@ class Station(models.Model):
     password_hash = models.CharField(
         max_length=128, blank=True, editable=False, help_text="Security profile 1 (HTTP Basic)"
     )
+    # A password sent to the charger (2.0.1 SetVariables BasicAuthPassword) and not yet confirmed: accepted
+    # beside password_hash until the charger answers, so that its reconnect with the new one never races the answer.
+    next_password_hash = models.CharField(max_length=128, blank=True, editable=False)
     tariff = models.ForeignKey(
         Tariff, null=True, blank=True, on_delete=models.SET_NULL, help_text="Empty: the default tariff"
     )
@@ -246,6 +251,9 @@ class Transaction(models.Model):
     started_by_name = models.CharField(max_length=150, blank=True, help_text="The starter's name at the time")
     start_correlation_id = models.CharField(max_length=100, blank=True)
     stop_correlation_id = models.CharField(max_length=100, blank=True)
+    # OCPP 2.0.1 TransactionEvent: the charger's chargingState and the highest seqNo seen for it.
+    charging_state = models.CharField(max_length=16, blank=True)
+    last_seq_no = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -325,8 +333,70 @@ class MeterSample(models.Model):
         indexes = [models.Index(fields=["transaction", "timestamp"])]
 
 
+class TransactionEvent(models.Model):
+    """One OCPP 2.0.1 TransactionEventRequest, kept in seqNo order: a retried or replayed one (same
+    transaction and seqNo) is recognised and answered without being applied twice."""
+
+    transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="events")
+    seq_no = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=8)  # Started, Updated, Ended
+    trigger_reason = models.CharField(max_length=32)
+    timestamp = models.DateTimeField()
+    offline = models.BooleanField(default=False)
+    number_of_phases_used = models.PositiveSmallIntegerField(null=True, blank=True)
+    charging_state = models.CharField(max_length=16, blank=True)
+    stopped_reason = models.CharField(max_length=32, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["transaction_id", "seq_no"]
+        constraints = [models.UniqueConstraint(fields=["transaction", "seq_no"], name="unique_transaction_event")]
+
+
+class DeviceVariable(models.Model):
+    """One attribute of one variable of a 2.0.1 station's device model (NotifyReport, GetVariables,
+    SetVariables). Absent EVSE and connector are 0."""
+
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="device_variables")
+    component = models.CharField(max_length=50)
+    component_instance = models.CharField(max_length=50, blank=True)
+    evse = models.PositiveIntegerField(default=0)
+    connector = models.PositiveIntegerField(default=0)
+    variable = models.CharField(max_length=50)
+    variable_instance = models.CharField(max_length=50, blank=True)
+    attribute_type = models.CharField(max_length=8, default="Actual")  # Actual, Target, MinSet, MaxSet
+    value = models.CharField(max_length=2500, blank=True)
+    mutability = models.CharField(max_length=10, default="ReadWrite")  # ReadOnly, WriteOnly, ReadWrite
+    persistent = models.BooleanField(default=False)
+    constant = models.BooleanField(default=False)
+    data_type = models.CharField(max_length=20, blank=True)
+    unit = models.CharField(max_length=16, blank=True)
+    min_limit = models.FloatField(null=True, blank=True)
+    max_limit = models.FloatField(null=True, blank=True)
+    values_list = models.CharField(max_length=1000, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["station_id", "component", "component_instance", "evse", "connector", "variable",
+                    "variable_instance", "attribute_type"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["station", "component", "component_instance", "evse", "connector", "variable",
+                        "variable_instance", "attribute_type"],
+                name="unique_device_variable",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.station_id} {self.component}.{self.variable}"
+
+    @property
+    def writable(self) -> bool:
+        return self.mutability != "ReadOnly"
+
+
 class RemoteStartRequest(models.Model):
-    """A RemoteStartTransaction waiting for the charger's StartTransaction.
+    """A RemoteStartTransaction waiting for the charger's StartTransaction (its pk is 2.0.1's remoteStartId).
 
     Links the transaction the charger then starts to whoever asked for it
     (an API key or a staff user, as ``stations.actors`` spells them) and to the

@@ -214,6 +214,15 @@ async def charger_factory(server) -> AsyncIterator[Callable[..., Awaitable[Charg
         await charger.close()
 
 
+@pytest.fixture
+async def station201(server) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """OCPP 2.0.1 stations (tests/ocpp201.py): ``cp = await station201("cs1")`` connects and boots one."""
+    from tests.ocpp201 import station201_factory
+
+    async for make in station201_factory(server):
+        yield make
+
+
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0, interval: float = 0.05) -> Any:
     """Poll an async check until it returns a truthy value; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -111,6 +111,12 @@ def test_an_unknown_command_is_not_found() -> None:
 
 
 def test_negotiate_takes_the_preferred_version_offered(settings) -> None:
+    chosen = adapters.negotiate(["ocpp1.6", "ocpp2.0.1"])
+    assert chosen is not None and chosen.version == "2.0.1"  # the default prefers 2.0.1
+    settings.OCPP_VERSIONS = ["1.6", "2.0.1"]
+    chosen = adapters.negotiate(["ocpp2.0.1", "ocpp1.6"])
+    assert chosen is not None and chosen.version == "1.6"
+    settings.OCPP_VERSIONS = ["1.6"]
     chosen = adapters.negotiate(["ocpp2.0.1", "ocpp1.6"])
     assert chosen is not None and chosen.version == "1.6"
     assert adapters.negotiate(["ocpp2.0.1"]) is None

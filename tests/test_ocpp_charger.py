@@ -232,12 +232,16 @@ async def test_disconnect_marks_offline(charger_factory):
     assert await Event.objects.filter(kind="station.disconnected").acount() == 1
 
 
-async def test_handshake_without_ocpp16_is_refused(server):
+async def test_handshake_without_a_supported_subprotocol_is_refused(server, settings):
     with pytest.raises(websockets.InvalidStatus) as refused:
-        await websockets.connect(f"{server}/ocpp/fora072", subprotocols=["ocpp2.0.1"])
+        await websockets.connect(f"{server}/ocpp/fora072", subprotocols=["ocpp2.1"])
     assert refused.value.response.status_code == 403
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(f"{server}/ocpp/fora072")
+    settings.OCPP_VERSIONS = ["1.6"]  # 2.0.1 switched off: a 2.0.1-only charger is refused as before
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(f"{server}/ocpp/fora072", subprotocols=["ocpp2.0.1"])
+    assert refused.value.response.status_code == 403
 
 
 async def test_unknown_path_is_refused_not_500(server):

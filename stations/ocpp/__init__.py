@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from stations.ocpp import v16
+from stations.ocpp import v16, v201
 from stations.ocpp.adapter import Adapter, Builder, ChargePoint, Configuration
 
-_REGISTERED = (v16.ADAPTER,)
+_REGISTERED = (v201.ADAPTER, v16.ADAPTER)
 
 ADAPTERS: dict[str, Adapter] = {adapter.subprotocol: adapter for adapter in _REGISTERED}
 BY_VERSION: dict[str, Adapter] = {adapter.version: adapter for adapter in _REGISTERED}

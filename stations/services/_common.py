@@ -36,11 +36,11 @@ def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> tuple
     return bound.args
 
 
-def _connector(station_id: str, number: int) -> Connector:
-    """A 1.6 connector (connector 1 of EVSE ``number``), made with its EVSE on first sight."""
+def _connector(station_id: str, number: int, connector_id: int = 1) -> Connector:
+    """Connector ``connector_id`` of EVSE ``number`` (a 1.6 connector: 1), made with its EVSE on first sight."""
     defaults = {"evse": partial(_evse, station_id, number)} if number else {}  # 0: the station, no EVSE
-    connector, _ = Connector.objects.get_or_create(station_id=station_id, number=number, connector_id=1,
-                                                   defaults=defaults)
+    connector, _ = Connector.objects.get_or_create(station_id=station_id, number=number,
+                                                   connector_id=connector_id if number else 1, defaults=defaults)
     return connector
 
 

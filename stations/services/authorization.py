@@ -18,11 +18,18 @@ from stations.services._common import iso
 from stations.services.provisioning import Provisioned
 
 
-def authorize(token: str) -> rules.Authorization:
-    """May ``token`` charge: its row in the IdTag table, or the unknown-token policy."""
-    row = IdTag.objects.filter(id_tag=token).only("status", "expiry_date", "group_id").first()
+def authorize(token: str, token_type: str | None = None) -> rules.Authorization:
+    """May ``token`` charge: its row in the IdTag table, or the unknown-token policy.
+
+    ``token_type`` is 2.0.1's idToken type (1.6 has none: None). A token of type NoAuthorization
+    needs no authorization (2.0.1 C01); a row of another type than the one presented is not this
+    token (2.0.1 identifies a token by value and type), so the unknown-token policy decides.
+    """
+    if token_type == TokenType.NO_AUTHORIZATION:
+        return {"status": "Accepted", "expires_at": None, "group_id": None}
+    row = IdTag.objects.filter(id_tag=token).only("status", "expiry_date", "group_id", "type").first()
     record = None
-    if row is not None:
+    if row is not None and (token_type is None or row.type == token_type):
         record = rules.TagRecord(row.status, row.expiry_date, row.group_id)
     return rules.authorization(record, accept_unknown=settings.OCPP_ACCEPT_UNKNOWN_IDTAGS, now=timezone.now())
 

@@ -41,6 +41,7 @@ class BootInfo:
     imsi: str = ""
     meter_type: str = ""
     meter_serial_number: str = ""
+    reason: str = ""  # why it booted (2.0.1 BootReasonEnumType: PowerUp, RemoteReset, ...); 1.6 does not say
 
 
 def record_boot(station_id: str, info: BootInfo) -> str:
@@ -68,14 +69,17 @@ def update_connector_status(
     info: str = "",
     vendor_error_code: str = "",
     timestamp: str | None = None,
+    connector_id: int = 1,
 ) -> None:
-    """Store a connector's status; ``error_code`` None or "" is no error (an adapter maps its version's spelling)."""
+    """Store a connector's status; ``error_code`` None or "" is no error (an adapter maps its version's spelling).
+    ``connector_id`` is the connector within EVSE ``evse_id`` (1.6: always 1)."""
     received = timezone.now()
     problems = values.Problems()
     evse_id = values.column_int(Connector, "number", evse_id, "connectorId")
+    connector_id = values.column_int(Connector, "connector_id", connector_id, "connectorId")
     updated_at = _charger_time(timestamp, received, problems, strict=True)
     with atomic():
-        connector = _connector(station_id, evse_id)
+        connector = _connector(station_id, evse_id, connector_id)
         connector.status = status
         connector.error_code = error_code or NO_ERROR
         connector.info = info or ""

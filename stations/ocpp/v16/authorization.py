@@ -9,7 +9,7 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from stations import services
-from stations.ocpp.v16.dispatch import run
+from stations.ocpp.dispatch import run
 from stations.rules import Authorization
 
 # IdToken, 1.6's idTag and parentIdTag: CiString20 (a token or group id may be up to 36, 2.0.1's).

@@ -11,7 +11,7 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action, ChargePointErrorCode
 
 from stations import services
-from stations.ocpp.v16.dispatch import run
+from stations.ocpp.dispatch import run
 
 
 def boot_info(payload: dict[str, str]) -> services.BootInfo:

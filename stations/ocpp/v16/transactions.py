@@ -9,8 +9,8 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from stations import services
+from stations.ocpp.dispatch import run
 from stations.ocpp.v16.authorization import id_tag_info
-from stations.ocpp.v16.dispatch import run
 
 
 class TransactionHandlers:

@@ -1,4 +1,4 @@
-"""How 1.6 handlers call services: domain refusals become OCPP CALLERRORs."""
+"""How handlers of every version call services: domain refusals become OCPP CALLERRORs."""
 
 from __future__ import annotations
 
