@@ -246,7 +246,7 @@ class FastRouting:
         # the validators compiled, handler signatures and key spellings cached.
         handlers = self.route_map.get(msg.action)
         if handlers is None:
-            _raise_key_error(msg.action, self._ocpp_version)
+            self._refuse_action(msg.action)
             return None
         validating = not handlers.get("_skip_schema_validation", False)
         if validating:
@@ -254,7 +254,7 @@ class FastRouting:
         snake_case_payload = _snake(msg.payload)
         handler = handlers.get("_on_action")
         if handler is None:
-            _raise_key_error(msg.action, self._ocpp_version)
+            self._refuse_action(msg.action)
         try:
             if _wants_unique_id(handler):
                 response = handler(self, **snake_case_payload, call_unique_id=msg.unique_id)
@@ -279,6 +279,10 @@ class FastRouting:
             if inspect.isawaitable(response):
                 asyncio.ensure_future(response)
         return response
+
+    def _refuse_action(self, action: str) -> None:
+        """Raise the CALLERROR of an action this CSMS has no handler for (the library's choice of code)."""
+        _raise_key_error(action, self._ocpp_version)
 
     async def _send(self, message: str) -> None:
         if message.startswith("[2,"):
