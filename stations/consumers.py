@@ -230,7 +230,7 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
         if len(unique_id) > 36:
             return None, FORMAT_VIOLATION, "The unique id is longer than 36 characters"
         if message_type not in (2, 3, 4) or isinstance(message_type, bool):
-            return unique_id, FORMAT_VIOLATION, f"Unknown message type {str(message_type)[:20]}"
+            return unique_id, "MessageTypeNotSupported", f"Unknown message type {str(message_type)[:20]}"
         if message_type != 2:
             if not self.charge_point.expects_result(unique_id):
                 metrics.unmatched_results.inc()

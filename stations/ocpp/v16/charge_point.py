@@ -11,8 +11,10 @@ from stations.ocpp.v16.metering import MeteringHandlers
 from stations.ocpp.v16.provisioning import ProvisioningHandlers
 from stations.ocpp.v16.transactions import TransactionHandlers
 
-# The ocpp library names some errors as OCPP 2.0.1 does; 1.6J spells them so.
-ERROR_CODES_16 = {"FormatViolation": "FormationViolation", "OccurrenceConstraintViolation": "OccurenceConstraintViolation"}
+# The ocpp library names some errors as OCPP 2.0.1 does; 1.6J spells them so (and has no
+# MessageTypeNotSupported: an unknown message type is a malformed frame).
+ERROR_CODES_16 = {"FormatViolation": "FormationViolation", "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+                  "MessageTypeNotSupported": "FormationViolation"}
 
 
 class ChargePoint16(
