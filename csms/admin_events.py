@@ -77,6 +77,13 @@ def _command(data: dict[str, Any]) -> str:
     return f"{data.get('action')}({payload}) → {result}"
 
 
+def _security(data: dict[str, Any]) -> str:
+    text = f"Security event {data['type']}"
+    if data.get("techInfo"):
+        text += f": {data['techInfo']}"
+    return text + (f" (charger time {data['timestamp']})" if data.get("timestamp") else "")
+
+
 LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "connector.status.changed": _status,
     "meter.update": _meter,
@@ -90,6 +97,7 @@ LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "station.disconnected": lambda data: "Disconnected" + (f" ({data['reason']})" if data.get("reason") else ""),
     "station.registration.changed": lambda data: f"Registration set to {data.get('status')}",
     "station.password.set": lambda data: "Basic-auth password set",
+    "station.security_event": _security,
 }
 
 

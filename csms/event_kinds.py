@@ -46,6 +46,13 @@ class DataTransfer(TypedDict):
     data: str | None
 
 
+class SecurityEvent(TypedDict):
+    stationId: str
+    type: str  # OCPP's security event type (FirmwareUpdated, TamperDetectionActivated, ...)
+    timestamp: str  # the charger's time, as it sent it
+    techInfo: str | None
+
+
 class StationCommand(TypedDict):
     stationId: str
     action: str
@@ -162,6 +169,7 @@ class EventKind(StrEnum):
     STATION_FIRMWARE_STATUS = "station.firmware.status", StationStatus
     STATION_DIAGNOSTICS_STATUS = "station.diagnostics.status", StationStatus
     STATION_COMMAND = "station.command", StationCommand
+    STATION_SECURITY_EVENT = "station.security_event", SecurityEvent
     CONNECTOR_STATUS_CHANGED = "connector.status.changed", ConnectorStatusChanged, Trait.PUBLIC | Trait.STATE
     TRANSACTION_STARTED = "transaction.started", TransactionStarted, Trait.PUBLIC | Trait.STATE | Trait.OWN
     TRANSACTION_STOPPED = "transaction.stopped", TransactionStopped, Trait.PUBLIC | Trait.STATE | Trait.OWN

@@ -28,11 +28,13 @@ from csms import groupcommit, lockout, metrics, wire
 from csms.admission import handshake_abandoned
 from csms.consumers import DirectDispatchMixin, TeardownMixin
 from csms.layers import ChannelLayerUnavailable
-from csms.tls import is_secure
+from csms.tls import client_certificate, is_secure
 from stations import ocpp as adapters
 from stations import services
 from stations.activity import tracker
 from stations.presence import presence
+from stations.services.connections import ConnectDecision
+from stations.services.security import check_certificate_connect
 
 log = logging.getLogger("stations.ocpp")
 
@@ -102,13 +104,25 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
                         "retry in %d s", self.station_id, address, wait)
             await lockout.refuse_handshake(self.base_send, self.scope, wait)
             return
-        password = basic_auth_password(self.scope, self.station_id)
-        decision = await groupcommit.call(services.check_station_connect, self.station_id, password)
+        certificate = client_certificate(self.scope)
+        if certificate is not None:  # security profile 3: nginx verified a client certificate
+            presented = True
+            if certificate.common_name == self.station_id:
+                decision = await groupcommit.call(check_certificate_connect, self.station_id)
+            else:
+                decision = ConnectDecision(False, f"client certificate not this station's (CN "
+                                                  f"{wire.excerpt(certificate.common_name or '-', 64)}, "
+                                                  f"{wire.excerpt(certificate.detail, 64)})")
+        else:
+            password = basic_auth_password(self.scope, self.station_id)
+            presented = password is not None
+            decision = await groupcommit.call(services.check_station_connect, self.station_id, password)
         if not decision.accepted:
             log.warning("[OCPP:connect] station=%s refused: %s", self.station_id, decision.reason)
-            # Credentials presented and refused count against the address; a
+            # Credentials presented and refused count against the address (a
+            # certificate of another station like a wrong password); a
             # charger sending none (or a bare unknown id) guesses nothing.
-            if password is not None and (locked := lockout.failed(lockout.station_passwords, address, "ocpp")):
+            if presented and (locked := lockout.failed(lockout.station_passwords, address, "ocpp")):
                 log.warning("[OCPP:connect] address %s locked out for %g s: too many failed authentications",
                             address, locked)
             await self.close()
