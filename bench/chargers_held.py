@@ -1,4 +1,4 @@
-"""How many OCPP 1.6 chargers one daphne process holds, each heartbeating every 30 s.
+"""How many OCPP 1.6 (or, with --ocpp 2.0.1, 2.0.1) chargers one daphne process holds, each heartbeating every 30 s.
 
 What it does
   1. Starts ONE daphne process (``python -m daphne -b 127.0.0.1 -p <free port>
@@ -11,9 +11,10 @@ What it does
   2. In separate generator process(es) (--procs, default 1; multiprocessing), ramps
      --chargers WebSocket connections at --rate per second. Each is a raw OCPP-J client
      (``websockets``, no ocpp ChargePoint, no WebSocket pings, no compression): it
-     connects to /ocpp/<id> with subprotocol ocpp1.6, sends one BootNotification, waits
-     a random offset in [0, --interval) and then sends ``[2, uid, "Heartbeat", {}]``
-     every --interval seconds, waiting at most --timeout s for the answer.
+     connects to /ocpp/<id> with subprotocol ocpp1.6 (--ocpp 2.0.1: ocpp2.0.1), sends one
+     BootNotification (in its version's form: bench/_frames.py), waits a random offset in
+     [0, --interval) and then sends ``[2, uid, "Heartbeat", {}]`` every --interval seconds,
+     waiting at most --timeout s for the answer.
   3. Holds the load for --duration seconds after the nominal end of the ramp
      (chargers/rate), then stops, kills the server and prints a summary.
 
@@ -33,6 +34,7 @@ Run from the repository root:
     .venv/bin/python bench/chargers_held.py --chargers 4000 --rate 200 --duration 120 --procs 1
     .venv/bin/python bench/chargers_held.py --chargers 2000 \
         --database-url postgres://postgres@127.0.0.1:5432/csms_bench
+    .venv/bin/python bench/chargers_held.py --chargers 2000 --ocpp 2.0.1 [--asgi-server bare-ocpp]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _frames import SUBPROTOCOLS, VERSIONS, boot  # noqa: E402
 from _support import (  # noqa: E402
     Server,
     cpu_set,
@@ -96,7 +99,8 @@ async def charger(index: int, cfg: dict, stats: WorkerStats, row: list, sem_ok: 
     started = time.perf_counter()
     try:
         ws = await connect(
-            f"{cfg['url']}/ocpp/{station_id}", subprotocols=["ocpp1.6"], open_timeout=cfg["connect_timeout"],
+            f"{cfg['url']}/ocpp/{station_id}", subprotocols=[SUBPROTOCOLS[cfg["ocpp"]]],
+            open_timeout=cfg["connect_timeout"],
             ping_interval=None, compression=None, proxy=None, close_timeout=1, max_queue=4,
             user_agent_header=None,
         )
@@ -116,8 +120,7 @@ async def charger(index: int, cfg: dict, stats: WorkerStats, row: list, sem_ok: 
     seq = 0
     try:
         try:
-            rtt = await ocpp_call(ws, f"b{index}", "BootNotification",
-                                  {"chargePointVendor": "Bench", "chargePointModel": "Raw"}, cfg["timeout"])
+            rtt = await ocpp_call(ws, f"b{index}", "BootNotification", boot(cfg["ocpp"], "Raw"), cfg["timeout"])
             stats.boot.append(rtt)
         except (TimeoutError, RuntimeError) as error:
             stats.boot_failures[type(error).__name__] = stats.boot_failures.get(type(error).__name__, 0) + 1
@@ -241,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, cpu_set(args.client_cpus))  # the generators inherit it
     print(f"# chargers_held: chargers={args.chargers} rate={args.rate}/s interval={args.interval}s "
           f"duration={args.duration}s procs={args.procs} timeout={args.timeout}s "
+          + (f"ocpp={args.ocpp} " if args.ocpp != "1.6" else "") +
           f"db={'postgres' if args.database_url else 'sqlite'} layer={'redis' if args.redis_url else 'in-memory'} "
           f"RLIMIT_NOFILE={nofile}", flush=True)
     results: list[dict] = []
@@ -256,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
             "url": server.url, "chargers": args.chargers, "rate": args.rate, "interval": args.interval,
             "timeout": args.timeout, "connect_timeout": args.connect_timeout, "procs": args.procs,
             "start_at": start_at, "stop_at": stop_at, "prefix": args.prefix,
-            "done_flag": str(server.tmp / "done"),
+            "done_flag": str(server.tmp / "done"), "ocpp": args.ocpp,
         }
         counters = mp.Array("q", len(COUNTERS) * args.procs, lock=False)
         result_queue: mp.Queue = mp.Queue()
@@ -360,6 +364,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("=" * 78)
     print(f"SUMMARY chargers_held  chargers={args.chargers} rate={args.rate}/s interval={args.interval}s "
+          + (f"ocpp={args.ocpp} " if args.ocpp != "1.6" else "") +
           f"hold={args.duration}s procs={args.procs} db={'postgres' if args.database_url else 'sqlite'}"
           f" layer={'redis' if args.redis_url else 'in-memory'}")
     print("-" * 78)
@@ -429,6 +434,8 @@ def main() -> None:
     parser.add_argument("--client-cpus", default=None, help="pin the load generators, e.g. 1")
     parser.add_argument("--dump-json", default=None, help="write the raw samples to this JSON file")
     parser.add_argument("--save-stderr", default=None, help="copy the server's stderr to this file")
+    parser.add_argument("--ocpp", default="1.6", choices=VERSIONS,
+                        help="the chargers' OCPP version (default 1.6): subprotocol and BootNotification's form")
     parser.add_argument("--redis-url", default=None, help="use the Redis channel layer (e.g. redis://127.0.0.1:6379/12)")
     args = parser.parse_args()
     if args.chargers < 1 or args.chargers > 30000 or args.duration > 900 or args.procs < 1:

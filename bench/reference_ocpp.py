@@ -3,7 +3,11 @@
 What a charger's message costs when nothing but the OCPP library handles it: BootNotification,
 Heartbeat, StatusNotification, MeterValues, Authorize, StartTransaction and StopTransaction are
 answered (validated by the library both ways) and nothing is stored, so the same load the CSMS
-gets (bench/side_by_side.py) runs against it. The benches
+gets (bench/side_by_side.py) runs against it. It speaks OCPP 2.0.1 too, on the same port: a
+charger offering ``ocpp2.0.1`` gets the library's v201 ChargePoint, answering BootNotification,
+Heartbeat, StatusNotification, MeterValues, Authorize and TransactionEvent the same way, so a
+2.0.1 load (``--ocpp 2.0.1``) is measured against a 2.0.1 reference (offered both, it chooses 2.0.1, as
+the CSMS does by default). The benches
 serve it with ``--asgi-server bare-ocpp`` (bench/_support.py) and report the CSMS's figures as a
 ratio to it, measured in the same session, since this machine's speed varies from run to run.
 
@@ -19,6 +23,7 @@ import itertools
 import logging
 
 import websockets
+from ocpp import v201
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.datatypes import IdTagInfo
@@ -63,17 +68,50 @@ class ReferenceChargePoint(ChargePoint):
         return call_result.StopTransaction(id_tag_info=_ACCEPTED)
 
 
+_ACCEPTED_201 = {"status": "Accepted"}
+
+
+class ReferenceChargePoint201(v201.ChargePoint):
+    @on("BootNotification")
+    async def on_boot(self, **_):
+        return v201.call_result.BootNotification(current_time=now(), interval=30, status="Accepted")
+
+    @on("Heartbeat")
+    async def on_heartbeat(self):
+        return v201.call_result.Heartbeat(current_time=now())
+
+    @on("StatusNotification")
+    async def on_status(self, **_):
+        return v201.call_result.StatusNotification()
+
+    @on("MeterValues")
+    async def on_meter_values(self, **_):
+        return v201.call_result.MeterValues()
+
+    @on("Authorize")
+    async def on_authorize(self, **_):
+        return v201.call_result.Authorize(id_token_info=_ACCEPTED_201)
+
+    @on("TransactionEvent")
+    async def on_transaction_event(self, event_type, id_token=None, **_):
+        # idTokenInfo when a token is given, as a CSMS answers (E01-E03); nothing is stored.
+        return v201.call_result.TransactionEvent(id_token_info=_ACCEPTED_201 if id_token else None)
+
+
+CHARGE_POINTS = {"ocpp1.6": ReferenceChargePoint, "ocpp2.0.1": ReferenceChargePoint201}
+
+
 async def serve_one(ws) -> None:
     station_id = ws.request.path.rstrip("/").rsplit("/", 1)[-1]
     try:
-        await ReferenceChargePoint(station_id, ws).start()
+        await CHARGE_POINTS[ws.subprotocol](station_id, ws).start()
     except websockets.ConnectionClosed:
         pass
 
 
 async def main(port: int) -> None:
     logging.getLogger("ocpp").setLevel(logging.WARNING)
-    async with websockets.serve(serve_one, "127.0.0.1", port, subprotocols=["ocpp1.6"], backlog=1024,
+    async with websockets.serve(serve_one, "127.0.0.1", port, subprotocols=["ocpp2.0.1", "ocpp1.6"], backlog=1024,
                                 ping_interval=20):
         await asyncio.Future()
 

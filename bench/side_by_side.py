@@ -39,6 +39,15 @@ Scenarios (sizes are options; --quick shrinks them all to a ~2 minute smoke run)
                fast as the generator opens them); the same measures. Run alone (--only storm-known),
                the stations are first registered by an unmeasured pass.
 
+OCPP version (--ocpp 1.6, 2.0.1 or 1.6,2.0.1; default 1.6)
+  The chargers speak that version: the same calls in its form (bench/_frames.py). 2.0.1's
+  BootNotification {chargingStation, reason}, StatusNotification {timestamp, connectorStatus,
+  evseId, connectorId}, Heartbeat, MeterValues {evseId 1, meterValue} with the value a number and
+  its unit in unitOfMeasure. The burst runs no transaction in either version. The reference speaks
+  both (bench/reference_ocpp.py), so each ratio is to the reference of the same version, measured
+  in the same run. With both versions every target runs with each (1.6 first), one column per
+  target and version.
+
 CPU
   The server's CPU is utime+stime from /proc/<pid>/stat. On PostgreSQL targets the backends of the
   bench database (pids from pg_stat_activity, polled every 0.5 s) are read the same way and
@@ -50,6 +59,7 @@ Run from the repository root:
     .venv/bin/python bench/side_by_side.py --quick --runs 1
     .venv/bin/python bench/side_by_side.py --only burst --targets postgres,reference
     .venv/bin/python bench/side_by_side.py --only storm-new --targets reference --runs 1
+    .venv/bin/python bench/side_by_side.py --only burst --ocpp 1.6,2.0.1 --targets postgres,sqlite,reference
 
 The raw results go to bench/results/side_by_side-<UTC time>.json (--json to choose).
 """
@@ -75,6 +85,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _profile  # noqa: E402
+from _frames import SUBPROTOCOLS, VERSIONS, Meter, boot, status_available  # noqa: E402
 from _support import (  # noqa: E402
     Server,
     cpu_set,
@@ -134,31 +145,13 @@ async def rpc(ws, uid: str, action: str, payload: dict, timeout: float) -> tuple
             return frame[0], time.perf_counter() - started
 
 
-class Meter:
-    """A charger's register and clock: every reading later than the one before, and more energy."""
-
-    def __init__(self) -> None:
-        self.last_ms = 0
-        self.energy_wh = random.randint(0, 1000)
-
-    def payload(self) -> dict:
-        self.last_ms = max(int(time.time() * 1000), self.last_ms + 1)
-        self.energy_wh += 7
-        stamp = dt.datetime.fromtimestamp(self.last_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
-        return {"connectorId": 1, "meterValue": [{
-            "timestamp": stamp.replace("+00:00", "Z"),
-            "sampledValue": [{"value": str(self.energy_wh), "measurand": "Energy.Active.Import.Register",
-                              "unit": "Wh", "context": "Sample.Periodic"}],
-        }]}
+BOOT = boot("1.6", "SideBySide")
 
 
-BOOT = {"chargePointVendor": "Bench", "chargePointModel": "SideBySide"}
-
-
-async def open_charger(url: str, connect_timeout: float):
+async def open_charger(url: str, connect_timeout: float, version: str = "1.6"):
     from websockets.asyncio.client import connect
 
-    return await connect(url, subprotocols=["ocpp1.6"], open_timeout=connect_timeout, ping_interval=None,
+    return await connect(url, subprotocols=[SUBPROTOCOLS[version]], open_timeout=connect_timeout, ping_interval=None,
                          compression=None, proxy=None, close_timeout=1, max_queue=16, user_agent_header=None)
 
 
@@ -185,6 +178,8 @@ async def burst_generator(cfg: dict, events: dict) -> dict:
     import websockets
 
     n = cfg["chargers"]
+    version = cfg["ocpp"]
+    boot_payload = boot(version, "SideBySide")
     sockets: list = [None] * n
     failures: dict[str, int] = {}
     drops: dict[str, int] = {}
@@ -194,16 +189,15 @@ async def burst_generator(cfg: dict, events: dict) -> dict:
     async def connect_one(i: int) -> None:
         async with gate:
             try:
-                ws = await open_charger(f"{cfg['url']}/ocpp/{cfg['prefix']}{i:05d}", cfg["connect_timeout"])
+                ws = await open_charger(f"{cfg['url']}/ocpp/{cfg['prefix']}{i:05d}", cfg["connect_timeout"], version)
             except Exception as error:  # noqa: BLE001 - every cause is counted
                 bump(failures, failure_key(error))
                 return
             try:
-                kind, _ = await rpc(ws, f"b{i}", "BootNotification", BOOT, cfg["call_timeout"])
+                kind, _ = await rpc(ws, f"b{i}", "BootNotification", boot_payload, cfg["call_timeout"])
                 if kind != 3:
                     raise RuntimeError("BootNotification CALLERROR")
-                await rpc(ws, f"s{i}", "StatusNotification",
-                          {"connectorId": 1, "errorCode": "NoError", "status": "Available"}, cfg["call_timeout"])
+                await rpc(ws, f"s{i}", "StatusNotification", status_available(version), cfg["call_timeout"])
             except Exception as error:  # noqa: BLE001
                 bump(failures, f"boot:{failure_key(error)}")
                 ws.transport.abort()
@@ -219,7 +213,7 @@ async def burst_generator(cfg: dict, events: dict) -> dict:
     rtts: dict[str, list[float]] = {"Heartbeat": [], "MeterValues": []}
 
     async def drive(i: int, ws) -> None:
-        meter = Meter()
+        meter = Meter(version)
         seq = 0
         try:
             while not window["stop"]:
@@ -292,7 +286,8 @@ async def storm_generator(cfg: dict, counters, events: dict) -> dict:
         while True:
             began = time.perf_counter()
             try:
-                ws = await open_charger(f"{cfg['url']}/ocpp/{cfg['prefix']}{i:05d}", cfg["connect_timeout"])
+                ws = await open_charger(f"{cfg['url']}/ocpp/{cfg['prefix']}{i:05d}", cfg["connect_timeout"],
+                                        cfg["ocpp"])
                 break
             except Exception as error:  # noqa: BLE001 - every cause is counted
                 bump(failures, failure_key(error))
@@ -306,12 +301,13 @@ async def storm_generator(cfg: dict, counters, events: dict) -> dict:
         handshakes.append(time.perf_counter() - began)
         sockets.append(ws)
         row[1] += 1
-        meter = Meter()
+        meter = Meter(cfg["ocpp"])
         seq = i % 2  # half start with a MeterValues
         settled = False
         try:
             try:
-                kind, rtt = await rpc(ws, f"b{i}", "BootNotification", BOOT, cfg["call_timeout"])
+                kind, rtt = await rpc(ws, f"b{i}", "BootNotification", boot(cfg["ocpp"], "SideBySide"),
+                                      cfg["call_timeout"])
             except TimeoutError:
                 bump(failures, "boot:timeout")
                 row[3] += 1
@@ -503,10 +499,10 @@ def ms(value_s: float | None) -> float | None:
     return None if value_s is None or value_s != value_s else round(value_s * 1000, 2)
 
 
-def run_burst(server: Server, backends: Backends, target: str, args) -> dict:
+def run_burst(server: Server, backends: Backends, target: str, args, version: str = "1.6") -> dict:
     cfg = {"url": server.url, "chargers": args.chargers, "prefix": "SBSB", "connect_timeout": args.connect_timeout,
            "call_timeout": args.call_timeout, "warmup": args.warmup, "duration": args.duration,
-           "client_cpus": args.client_cpus}
+           "client_cpus": args.client_cpus, "ocpp": version}
     process, events, _, results = start_generator("burst", cfg)
     try:
         wait_event(events["ready"], args.connect_timeout + 90, "the chargers booted", process)
@@ -566,7 +562,7 @@ def run_burst(server: Server, backends: Backends, target: str, args) -> dict:
 
 
 def run_storm(server: Server, backends: Backends, args, *, rate: float, prefix: str, hold: float,
-              interval: float, label: str) -> dict:
+              interval: float, label: str, version: str = "1.6") -> dict:
     n = args.storm_chargers
     start_at = time.time() + 2.0
     ramp_s = n / rate if rate > 0 else 0.0
@@ -575,7 +571,7 @@ def run_storm(server: Server, backends: Backends, args, *, rate: float, prefix: 
     stop_at = start_at + absorb_s + hold
     cfg = {"url": server.url, "chargers": n, "first": 0, "prefix": prefix, "rate": rate, "start_at": start_at,
            "stop_at": stop_at, "interval": interval, "connect_timeout": args.connect_timeout,
-           "call_timeout": args.call_timeout, "client_cpus": args.client_cpus, "retry": args.retry}
+           "call_timeout": args.call_timeout, "client_cpus": args.client_cpus, "retry": args.retry, "ocpp": version}
     rss_idle = proc_rss_kb(server.pid)
     process, events, counters, results = start_generator("storm", cfg)
     snap = lambda: (time.time(), proc_cpu_seconds(server.pid), backends.snapshot(),  # noqa: E731
@@ -670,7 +666,7 @@ def relaunch(server: Server) -> None:
         server.own_postgres = own
 
 
-def run_target(target: str, scenarios: list[str], args, run_index: int) -> dict:
+def run_target(target: str, scenarios: list[str], args, run_index: int, version: str = "1.6") -> dict:
     spec = TARGETS[target]
     database_url = f"{args.postgres_url.rstrip('/')}/csms_bench_sbs_{os.getpid()}" if spec["postgres"] else None
     # The development default's log level (INFO: a line per OCPP message), as issue 12 measured;
@@ -681,20 +677,22 @@ def run_target(target: str, scenarios: list[str], args, run_index: int) -> dict:
                     backlog=args.backlog, root=Path(args.server_root) if args.server_root and target != REFERENCE
                     else None)
     backends = Backends(database_url)
-    out: dict = {"target": target, "run": run_index, "scenarios": {}, "stderr": []}
-    print(f"## run {run_index} · {target}: {spec['title']}", flush=True)
+    out: dict = {"target": target, "ocpp": version, "column": column_key(target, version), "run": run_index,
+                 "scenarios": {}, "stderr": []}
+    print(f"## run {run_index} · {target}: {spec['title']}" + (f", OCPP {version}" if version != "1.6" else ""),
+          flush=True)
     try:
         server.start()
         backends.start()
         out["pid"] = server.pid
         if "burst" in scenarios:
-            out["scenarios"]["burst"] = result = run_burst(server, backends, target, args)
+            out["scenarios"]["burst"] = result = run_burst(server, backends, target, args, version)
             print(f"   burst: {short(result, 'chargers_booted', 'calls_per_s', 'p50_ms', 'p99_ms', 'server_cpu_ms_per_call', 'db_cpu_ms_per_call', 'meter_values_acked', 'meter_rows', 'generator_cpu_pct', 'error')}", flush=True)
         if "storm-new" in scenarios or "storm-known" in scenarios:
             new = run_storm(server, backends, args, rate=args.rate, prefix="SBSS",
                             hold=args.hold if "storm-new" in scenarios else 0.0,
                             interval=args.storm_interval if "storm-new" in scenarios else 0.0,
-                            label="storm-new" if "storm-new" in scenarios else "registering")
+                            label="storm-new" if "storm-new" in scenarios else "registering", version=version)
             if "storm-new" in scenarios:
                 out["scenarios"]["storm-new"] = new
                 print(f"   storm-new: {short(new, *STORM_SHORT)}", flush=True)
@@ -708,7 +706,7 @@ def run_target(target: str, scenarios: list[str], args, run_index: int) -> dict:
                 out["stderr"] += stderr_digest(server.stderr_text())
                 relaunch(server)
             known = run_storm(server, backends, args, rate=args.reconnect_rate, prefix="SBSS", hold=args.hold,
-                              interval=args.storm_interval, label="storm-known")
+                              interval=args.storm_interval, label="storm-known", version=version)
             out["scenarios"]["storm-known"] = known
             print(f"   storm-known: {short(known, *STORM_SHORT)}", flush=True)
     except Exception as error:  # noqa: BLE001 - one target failing does not end the others
@@ -757,11 +755,36 @@ def ratio(value: float | None, reference: float | None) -> str:
     return f" ({value / reference:.3g}x)"
 
 
+def column_key(target: str, version: str) -> str:
+    """A table column: a target served to chargers of one OCPP version (1.6's keep the bare target name)."""
+    return target if version == "1.6" else f"{target}@{version}"
+
+
+def column_parts(column: str) -> tuple[str, str]:
+    target, _, version = column.partition("@")
+    return target, version or "1.6"
+
+
+def is_reference(column: str) -> bool:
+    return column_parts(column)[0] == REFERENCE
+
+
+def reference_of(column: str) -> str:
+    """The reference column of the same OCPP version: each ratio is like for like."""
+    return column_key(REFERENCE, column_parts(column)[1])
+
+
+def column_title(column: str, versions: list[str]) -> str:
+    target, version = column_parts(column)
+    return TARGETS[target]["title"] + (f", OCPP {version}" if versions != ["1.6"] else "")
+
+
 def build_table(results: list[dict], targets: list[str], scenarios: list[str], args) -> tuple[str, dict]:
+    """``targets``: the table's columns (column_key: a target and an OCPP version)."""
     med: dict[str, dict[str, dict]] = {}
     for target in targets:
         for scenario in scenarios:
-            runs = [r["scenarios"].get(scenario, {}) for r in results if r["target"] == target]
+            runs = [r["scenarios"].get(scenario, {}) for r in results if r.get("column", r["target"]) == target]
             runs = [r for r in runs if r and "error" not in r]
             keys = {k for r in runs for k in r}
             m = {k: median_of([r.get(k) for r in runs]) for k in keys}
@@ -771,15 +794,17 @@ def build_table(results: list[dict], targets: list[str], scenarios: list[str], a
                 m["persisted"] = [(r.get("meter_rows"), r.get("meter_values_acked"),
                                    (r.get("events") or {}).get("meter.update")) for r in runs]
             med.setdefault(target, {})[scenario] = m
-    ref = {s: med.get(REFERENCE, {}).get(s, {}) for s in scenarios}
+
+    def ref(target: str, scenario: str) -> dict:
+        return med.get(reference_of(target), {}).get(scenario, {})
 
     def cell(target: str, scenario: str, key: str, digits: int = 0, with_ratio: bool = False) -> str:
         m = med[target][scenario]
         if not m["runs"]:
-            return "failed" if any(r["target"] == target for r in results) else "-"
+            return "failed" if any(r.get("column", r["target"]) == target for r in results) else "-"
         text = fmt_number(m.get(key), digits)
-        if with_ratio and target != REFERENCE and m.get(key) is not None:
-            text += ratio(m.get(key), ref[scenario].get(key))
+        if with_ratio and not is_reference(target) and m.get(key) is not None:
+            text += ratio(m.get(key), ref(target, scenario).get(key))
         return text
 
     rows: list[tuple[str, list[str]]] = []
@@ -797,16 +822,16 @@ def build_table(results: list[dict], targets: list[str], scenarios: list[str], a
             if m.get("db_cpu_ms_per_call") is not None:
                 text += f" + {fmt_number(m.get('db_cpu_ms_per_call'), 3)} ms in PostgreSQL"
             total = (m.get("server_cpu_ms_per_call") or 0) + (m.get("db_cpu_ms_per_call") or 0)
-            if t != REFERENCE:
-                text += ratio(total, ref["burst"].get("server_cpu_ms_per_call"))
+            if not is_reference(t):
+                text += ratio(total, ref(t, "burst").get("server_cpu_ms_per_call"))
             return text
 
         rows.append(("the same: server CPU per call", [cpu_cell(t) for t in targets]))
 
         def persisted(t: str) -> str:
             pairs = med[t]["burst"].get("persisted") or []
-            if t == REFERENCE or not pairs:
-                return "(not stored)" if t == REFERENCE else "-"
+            if is_reference(t) or not pairs:
+                return "(not stored)" if is_reference(t) else "-"
             return ", ".join(f"{fmt_number(n) if n is not None else '?'} of {fmt_number(m)}"
                              + (f" ({fmt_number(e)} meter.update events)" if e is not None else "")
                              for n, m, e in pairs)
@@ -838,7 +863,8 @@ def build_table(results: list[dict], targets: list[str], scenarios: list[str], a
         rows.append(("the same, during the ramp: server / generator / whole machine CPU %", [
             f"{cell(t, scenario, 'server_cpu_pct_ramp')} / {cell(t, scenario, 'generator_cpu_pct_ramp')} / "
             f"{cell(t, scenario, 'machine_busy_pct_ramp')}" for t in targets]))
-    header = "| load | " + " | ".join(TARGETS[t]["title"] for t in targets) + " |"
+    versions = sorted({column_parts(t)[1] for t in targets})
+    header = "| load | " + " | ".join(column_title(t, versions) for t in targets) + " |"
     lines = [header, "|---" * (len(targets) + 1) + "|"]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
     return "\n".join(lines), med
@@ -858,6 +884,9 @@ def main() -> None:
     parser.add_argument("--targets", default="postgres,sqlite,reference",
                         help=f"comma list of {', '.join(TARGETS)} (default: postgres,sqlite,reference)")
     parser.add_argument("--uvicorn", action="store_true", help="add the CSMS on uvicorn + PostgreSQL")
+    parser.add_argument("--ocpp", default="1.6",
+                        help="the chargers' OCPP version: 1.6, 2.0.1, or both (1.6,2.0.1: every target with each, "
+                             "each ratio to the reference of the same version; default 1.6)")
     parser.add_argument("--chargers", type=int, default=None, help="burst: chargers (default 100)")
     parser.add_argument("--warmup", type=float, default=None, help="burst: unmeasured seconds first (default 3)")
     parser.add_argument("--duration", type=float, default=None, help="burst: measured seconds (default 20)")
@@ -898,6 +927,10 @@ def main() -> None:
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s) {unknown}: choose from {list(TARGETS)}")
+    versions = [v.strip() for v in args.ocpp.split(",") if v.strip()]
+    if not versions or any(v not in VERSIONS for v in versions) or len(set(versions)) < len(versions):
+        parser.error(f"--ocpp: one or more of {', '.join(VERSIONS)}, comma separated")
+    columns = [column_key(t, v) for v in versions for t in targets]
     scenarios = [s for s in SCENARIOS if not args.only or s in args.only]
     if not (1 <= args.runs <= 10 and 1 <= args.chargers <= 5000 and 1 <= args.storm_chargers <= 19000
             and args.duration <= 600 and args.hold <= 600 and args.rate > 0 and args.reconnect_rate >= 0):
@@ -925,18 +958,21 @@ def main() -> None:
         "started": started.isoformat(timespec="seconds"), "commit": commit + ("+uncommitted" if dirty else ""),
         "python": platform.python_version(), "machine": f"{os.cpu_count()} CPUs, {platform.platform()}",
         "load_average_before": os.getloadavg(), "rlimit_nofile": nofile,
-        "args": vars(args), "targets": targets, "scenarios": scenarios,
+        "args": vars(args), "targets": targets, "ocpp": versions, "scenarios": scenarios,
     }
-    print(f"# side_by_side: targets={targets} scenarios={scenarios} runs={args.runs} server-cpus={args.server_cpus!r} "
+    ocpp = f" ocpp={','.join(versions)}" if versions != ["1.6"] else ""
+    print(f"# side_by_side: targets={targets}{ocpp} scenarios={scenarios} runs={args.runs} "
+          f"server-cpus={args.server_cpus!r} "
           f"client-cpus={args.client_cpus!r} RLIMIT_NOFILE={nofile} commit={meta['commit']} "
           f"load={os.getloadavg()[0]:.2f}", flush=True)
     print("# PostgreSQL backends are not pinned (the PostgreSQL server is shared): their CPU is read from /proc "
           "and reported apart from the server process's.", flush=True)
     results = []
     for run_index in range(1, args.runs + 1):
-        for target in targets:
-            results.append(run_target(target, scenarios, args, run_index))
-    table, medians = build_table(results, targets, scenarios, args)
+        for version in versions:
+            for target in targets:
+                results.append(run_target(target, scenarios, args, run_index, version))
+    table, medians = build_table(results, columns, scenarios, args)
     meta["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     meta["load_average_after"] = os.getloadavg()
     print()
