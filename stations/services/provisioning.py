@@ -14,7 +14,7 @@ from csms import wire
 from csms.events import atomic, emit
 from stations import rules, values
 from stations.errors import Conflict, InvalidValue
-from stations.models import Connector, RegistrationStatus, Station, Transaction
+from stations.models import Connector, OcppVersion, RegistrationStatus, Station, Transaction
 from stations.services._common import _charger_time, _connector, iso, log
 from stations.services.connections import check_station_password, set_station_password
 
@@ -46,14 +46,29 @@ class BootInfo:
 
 def record_boot(station_id: str, info: BootInfo) -> str:
     """Store what a booting charger says (all of it: what it leaves out is cleared); return the
-    registration status to answer."""
+    registration status to answer.
+
+    A 2.0.1 station's boot in a new connection (its last boot was before it connected), for another reason
+    than Triggered, is a reboot: the transactions it left open are closed
+    (``transaction_events.close_after_reboot``)."""
     now = timezone.now()
+    seen = Station.objects.filter(pk=station_id).values_list(
+        "registration_status", "ocpp_version", "connected_at", "last_boot_at").first()
     Station.objects.filter(pk=station_id).update(
         last_boot_at=now, last_activity=now, vendor=info.vendor, model=info.model, serial_number=info.serial_number,
         firmware_version=info.firmware_version, iccid=info.iccid, imsi=info.imsi, meter_type=info.meter_type,
         meter_serial_number=info.meter_serial_number,
     )
-    return registration_status(station_id)
+    if seen is None:
+        return ""
+    status, version, connected_at, last_boot_at = seen
+    if version == OcppVersion.V201 and info.reason != "Triggered" and (
+        last_boot_at is None or connected_at is None or last_boot_at < connected_at
+    ):
+        from stations.services.transaction_events import close_after_reboot  # it imports this module's users
+
+        close_after_reboot(station_id, info.reason)
+    return status
 
 
 # What the column stores for "no error" (its default since the first schema; the mobile API answers null).

@@ -307,8 +307,9 @@ def prepare_remote_start(
     *,
     correlation_id: str = "",
     actor: Actor = CHARGER,
-) -> None:
-    """Check a remote start can be asked for, and remember who asked (``actor``).
+) -> int:
+    """Check a remote start can be asked for, and remember who asked (``actor``); return the request's
+    id (2.0.1's remoteStartId, which the transaction it starts names).
 
     One remote start per connector at a time (every API that starts comes
     here): while one is pending a second one is 409, not sent to the charger
@@ -343,7 +344,7 @@ def prepare_remote_start(
                 f"Connector {evse_id} of station {station_id} has a remote start pending (asked "
                 f"{(now - pending.created_at).total_seconds():.1f} s ago): wait for its remote.start.result"
             )
-        RemoteStartRequest.objects.create(
+        request = RemoteStartRequest.objects.create(
             station=station,
             connector_number=evse_id,
             id_tag=token,
@@ -351,6 +352,7 @@ def prepare_remote_start(
             actor=str(actor),
             actor_name=actor.name,
         )
+    return request.pk
 
 
 def prepare_remote_stop(
