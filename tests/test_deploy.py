@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import re
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ from simulator.v16 import ChargerState, SimulatedCharger, basic_auth_header, con
 from stations import services
 from stations.models import Station
 from tests.conftest import IN_CI, REDIS_TEST_URL, ROOT, _answers, free_port, server_database_url
+from tests.ocpp201 import Station201, connect201
 
 DEPLOY = ROOT / "deploy"
 PASSWORD = "a-long-station-password-02"
@@ -48,17 +51,20 @@ def nginx_binary() -> str:
 
 
 def nginx_config(folder: Path, cert: Path, key: Path, *, http_port: int = 80, https_port: int = 443,
-                 upstreams: list[int] | None = None) -> Path:
+                 mtls_port: int = 8443, client_ca: Path | None = None, upstreams: list[int] | None = None) -> Path:
     """deploy/nginx/ as installed on a host, under ``folder``, with this run's certificate,
-    ports and upstream processes; returns the main nginx.conf that includes it."""
+    ports, stations' CA (default: the server certificate) and upstream processes; returns
+    the main nginx.conf that includes it."""
     proxy = folder / "csms-proxy.conf"
     shutil.copy(DEPLOY / "nginx" / "csms-proxy.conf", proxy)
     site = (DEPLOY / "nginx" / "csms.conf").read_text()
     site = site.replace("/etc/nginx/snippets/csms-proxy.conf", str(proxy))
     site = site.replace("/etc/ssl/csms/fullchain.pem", str(cert)).replace("/etc/ssl/csms/privkey.pem", str(key))
+    site = site.replace("/etc/ssl/csms/stations-ca.pem", str(client_ca or cert))
     site = re.sub(r"\n\s*listen \[::\]:\d+[^;]*;", "", site)  # IPv6 may be off in a sandbox
     site = site.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
     site = site.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;")
+    site = site.replace("listen 8443 ssl;", f"listen 127.0.0.1:{mtls_port} ssl;")
     if upstreams is not None:
         site = re.sub(r"\n    server 127\.0\.0\.1:\d+;", "", site)
         servers = "".join(f"\n    server 127.0.0.1:{port};" for port in upstreams)
@@ -115,7 +121,8 @@ def behind_nginx(tmp_path, tls_certificate, redis_layer, daphne_process):
     for port in ports:
         daphne_process(env, port=port, args=["--proxy-headers"])
     http_port, https_port = free_port(), free_port()
-    main = nginx_config(tmp_path, *tls_certificate, http_port=http_port, https_port=https_port, upstreams=ports)
+    main = nginx_config(tmp_path, *tls_certificate, http_port=http_port, https_port=https_port,
+                        mtls_port=free_port(), upstreams=ports)
     server = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(main)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while not (_answers("127.0.0.1", http_port) and _answers("127.0.0.1", https_port)):
@@ -177,6 +184,154 @@ async def test_behind_nginx_wss_for_chargers_and_apps_plain_refused(behind_nginx
         for task in list(cp.tasks):
             task.cancel()
         await ws.close()
+
+
+# --- Security profile 3: client certificates verified by nginx ------------------------------
+
+class StationPki:
+    """A stations' CA made for this run, issuing charger certificates (CN = station id)."""
+
+    def __init__(self, folder: Path, name: str = "Test stations CA") -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.folder = folder
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
+            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.ca_file = folder / "stations-ca.pem"
+        self.ca_file.write_bytes(self.cert.public_bytes(_pem()))
+
+    def client_context(self, common_name: str, trust: Path) -> ssl.SSLContext:
+        """What a charger with a certificate for ``common_name`` (signed by this CA) connects with."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CPO")])
+        cert = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(self.name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        stem = self.folder / f"{secrets.token_hex(4)}-{common_name}"
+        cert_file, key_file = stem.with_suffix(".crt"), stem.with_suffix(".key")
+        cert_file.write_bytes(cert.public_bytes(_pem()))
+        key_file.write_bytes(key.private_bytes(_pem(), serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        context = ssl.create_default_context(cafile=str(trust))
+        context.load_cert_chain(str(cert_file), str(key_file))
+        return context
+
+
+def _pem():
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.Encoding.PEM
+
+
+@pytest.fixture
+def station_pki(tmp_path_factory) -> StationPki:
+    return StationPki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def behind_nginx_mtls(tmp_path, tls_certificate, station_pki, daphne_process):
+    """One daphne (profiles 2 and 3 required: TLS, authentication) behind a live nginx running
+    deploy/nginx/ with this run's stations' CA; yields (TLS address, client-certificate address)."""
+    nginx = nginx_binary()
+    port = free_port()
+    daphne_process({"BEHIND_PROXY": "true", "OCPP_REQUIRE_TLS": "true", "OCPP_REQUIRE_AUTH": "true",
+                    "OCPP_UNKNOWN_STATIONS": "reject", "AUTH_FAILURE_LIMIT": "3"},
+                   port=port, args=["--proxy-headers"])
+    http_port, https_port, mtls_port = free_port(), free_port(), free_port()
+    main = nginx_config(tmp_path, *tls_certificate, http_port=http_port, https_port=https_port, mtls_port=mtls_port,
+                        client_ca=station_pki.ca_file, upstreams=[port])
+    server = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(main)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not all(_answers("127.0.0.1", p) for p in (http_port, https_port, mtls_port)):
+        assert server.poll() is None, server.stderr.read().decode()
+        assert time.monotonic() < deadline, "nginx did not start"
+        time.sleep(0.05)
+    yield f"127.0.0.1:{https_port}", f"127.0.0.1:{mtls_port}"
+    server.terminate()
+    server.wait(10)
+
+
+async def handshake_refused(url: str, **kwargs) -> int:
+    """The HTTP status nginx or the CSMS refused a WebSocket handshake with."""
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(url, **kwargs)
+    return refused.value.response.status_code
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_tc_a_07_profile_3_behind_nginx_for_both_versions(
+    behind_nginx_mtls, tls_certificate, station_pki, tmp_path_factory
+):
+    """TC_A_07_CSMS (and TC_087 for 1.6): a charger's certificate whose CN is its id lets it in
+    without a password; another station's certificate, none, or another CA's is refused."""
+    tls, mtls = behind_nginx_mtls
+    trust = tls_certificate[0]
+    await Station.objects.acreate(pk="mtls16")  # no password: its certificate is its only credential
+    await Station.objects.acreate(pk="mtls201")
+    await call_service(services.set_station_password, "mtls201", PASSWORD)
+
+    ws16 = await connect(f"wss://{mtls}/ocpp", "mtls16", ssl=station_pki.client_context("mtls16", trust))
+    cp16 = SimulatedCharger(ChargerState.new("mtls16", 1), ws16)
+    ws201 = await connect201(f"wss://{mtls}/ocpp", "mtls201", ssl=station_pki.client_context("mtls201", trust))
+    cp201 = Station201("mtls201", ws201)
+    serving = [asyncio.create_task(cp16.start()), asyncio.create_task(cp201.start())]
+    try:
+        assert ws16.subprotocol == "ocpp1.6" and ws201.subprotocol == "ocpp2.0.1"
+        assert await cp16.boot() == "Accepted"
+        assert (await cp201.boot()).status == "Accepted"  # its password was not needed
+        assert {s.pk async for s in Station.objects.filter(is_online=True)} == {"mtls16", "mtls201"}
+    finally:
+        for task in serving:
+            task.cancel()
+        await ws16.close()
+        await ws201.close()
+
+    # The 2.0.1 station's password still works on the TLS port (profile 2): certificate OR password.
+    ws = await connect201(f"wss://{tls}/ocpp", "mtls201", PASSWORD, ssl=ssl.create_default_context(cafile=str(trust)))
+    await ws.close()
+    # nginx's headers sent by a client on the TLS port are overwritten: mtls16 has no password, so refused.
+    claimed = {"X-SSL-Client-Verify": "SUCCESS", "X-SSL-Client-S-DN": "CN=mtls16"}
+    assert await handshake_refused(f"wss://{tls}/ocpp/mtls16", subprotocols=["ocpp2.0.1"], additional_headers=claimed,
+                                   ssl=ssl.create_default_context(cafile=str(trust))) == 403
+    # No certificate, or one another CA signed: nginx refuses (400) before the CSMS sees anything.
+    assert await handshake_refused(f"wss://{mtls}/ocpp/mtls16", subprotocols=["ocpp1.6"],
+                                   ssl=ssl.create_default_context(cafile=str(trust))) == 400
+    rogue = StationPki(tmp_path_factory.mktemp("rogue"), "Rogue CA")
+    assert await handshake_refused(f"wss://{mtls}/ocpp/mtls16", subprotocols=["ocpp1.6"],
+                                   ssl=rogue.client_context("mtls16", trust)) == 400
+    # Another station's certificate: refused by the CSMS (403) and counted like a wrong password:
+    # after AUTH_FAILURE_LIMIT (3) of them the address is locked out, its own certificate included.
+    other = station_pki.client_context("mtls201", trust)
+    for _ in range(3):
+        assert await handshake_refused(f"wss://{mtls}/ocpp/mtls16", subprotocols=["ocpp1.6"], ssl=other) == 403
+    assert not await Station.objects.filter(is_online=True).aexists()
+    assert await handshake_refused(f"wss://{mtls}/ocpp/mtls16", subprotocols=["ocpp1.6"],
+                                   ssl=station_pki.client_context("mtls16", trust)) == 429
 
 
 def test_systemd_units_verify(tmp_path):
