@@ -4,7 +4,8 @@ One real daphne process listens on a plain port and on a TLS port
 (``-e ssl:...``) with a self-signed certificate made for this run. With
 profile 2 required, a charger gets in over wss:// with its password and is
 refused over plain ws://, password or not; mobile apps and the HTTP API
-likewise. The same over nginx is in tests/test_deploy.py.
+likewise; a 2.0.1 station as a 1.6 one. The same over nginx, and profile 3
+(client certificates, which only nginx verifies), is in tests/test_deploy.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from simulator.v16 import ChargerState, SimulatedCharger, connect
 from stations import services
 from stations.models import Station
 from tests.conftest import ROOT, eventually, free_port, server_database_url
+from tests.ocpp201 import Station201, connect201
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -177,3 +179,62 @@ def test_is_secure(settings, scope, behind_proxy, secure):
     settings.TLS_PORTS = {8443}
     settings.BEHIND_PROXY = behind_proxy
     assert is_secure(scope) is secure
+
+
+# --- OCPP 2.0.1 stations: the same profile 2 ---------------------------------------------------
+
+async def test_tc_a_04_2_0_1_station_over_wss_with_its_password(profile_2_server, client_tls, station_with_password):
+    """TC_A_04_CSMS: TLS with the server's certificate, then Basic auth (profile 2), for a 2.0.1 station."""
+    plain_url, tls_url = profile_2_server
+    ws = await connect201(f"{tls_url}/ocpp", "sec2", PASSWORD, ssl=client_tls)
+    cp = Station201("sec2", ws)
+    task = asyncio.create_task(cp.start())
+    try:
+        assert ws.subprotocol == "ocpp2.0.1"
+        assert (await cp.boot()).status == "Accepted"
+        assert (await Station.objects.aget(pk="sec2")).ocpp_version == "2.0.1"
+    finally:
+        task.cancel()
+        await ws.close()
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await connect201(f"{plain_url}/ocpp", "sec2", PASSWORD)  # the right password, in the clear
+    assert refused.value.response.status_code == 403
+    for password in (None, "wrong-password-but-long-enough"):
+        with pytest.raises(websockets.InvalidStatus):
+            await connect201(f"{tls_url}/ocpp", "sec2", password, ssl=client_tls)
+
+
+# --- Profile 3: what nginx says of a client certificate ---------------------------------------------
+
+def nginx_headers(verify: str | None, subject: str | None = None) -> dict:
+    headers = []
+    if verify is not None:
+        headers.append((b"x-ssl-client-verify", verify.encode()))
+    if subject is not None:
+        headers.append((b"x-ssl-client-s-dn", subject.encode("latin1")))
+    return {"headers": headers}
+
+
+@pytest.mark.parametrize(
+    ("scope", "behind_proxy", "expected"),
+    [
+        (nginx_headers("SUCCESS", "CN=cs1,O=Example CPO,C=NL"), True, (True, "cs1")),
+        (nginx_headers("SUCCESS", "C=NL,O=Example CPO,CN=cs1"), True, (True, "cs1")),  # order does not matter
+        (nginx_headers("SUCCESS", "CN=cs\\,1"), True, (True, "cs,1")),  # RFC 4514 escapes
+        (nginx_headers("SUCCESS", "CN=caf\\C3\\A9"), True, (True, "café")),  # non-ASCII as UTF-8 hex
+        (nginx_headers("SUCCESS", "O=Example CPO"), True, (True, None)),  # no CN
+        (nginx_headers("SUCCESS", "CN=cs1,CN=cs2"), True, (True, None)),  # two: which one?
+        (nginx_headers("SUCCESS", "CN=cs1\\"), True, (True, None)),  # unreadable
+        (nginx_headers("FAILED:certificate has expired", "CN=cs1"), True, (False, None)),
+        (nginx_headers("NONE"), True, None),  # no certificate: the password decides
+        (nginx_headers(None), True, None),
+        # Without a proxy in front, the headers are the client's own claim: ignored.
+        (nginx_headers("SUCCESS", "CN=cs1"), False, None),
+    ],
+)
+def test_client_certificate(settings, scope, behind_proxy, expected):
+    from csms.tls import client_certificate
+
+    settings.BEHIND_PROXY = behind_proxy
+    certificate = client_certificate(scope)
+    assert (certificate and (certificate.verified, certificate.common_name)) == expected
