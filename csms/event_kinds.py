@@ -53,6 +53,15 @@ class SecurityEvent(TypedDict):
     techInfo: str | None
 
 
+class DeviceModelReported(TypedDict):
+    stationId: str
+    requestId: int  # the GetBaseReport/GetReport it answers
+    seqNo: int  # of the last part (parts: seqNo + 1)
+    generatedAt: str  # the charger's time, as it sent it
+    variables: int  # attributes stored from all its parts
+    skipped: int  # entries that could not be read (the others are stored)
+
+
 class StationCommand(TypedDict):
     stationId: str
     action: str
@@ -170,6 +179,7 @@ class EventKind(StrEnum):
     STATION_DIAGNOSTICS_STATUS = "station.diagnostics.status", StationStatus
     STATION_COMMAND = "station.command", StationCommand
     STATION_SECURITY_EVENT = "station.security_event", SecurityEvent
+    STATION_DEVICE_MODEL_REPORTED = "station.device_model.reported", DeviceModelReported
     CONNECTOR_STATUS_CHANGED = "connector.status.changed", ConnectorStatusChanged, Trait.PUBLIC | Trait.STATE
     TRANSACTION_STARTED = "transaction.started", TransactionStarted, Trait.PUBLIC | Trait.STATE | Trait.OWN
     TRANSACTION_STOPPED = "transaction.stopped", TransactionStopped, Trait.PUBLIC | Trait.STATE | Trait.OWN
