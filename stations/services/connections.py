@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from csms.events import atomic, emit
 from stations import rules
-from stations.errors import DomainError
+from stations.errors import DomainError, NotFound
 from stations.models import OcppVersion, Station
 from stations.services._common import _arguments, iso
 
@@ -43,8 +43,35 @@ def set_station_password(station_id: str, password: str | None) -> str:
     password = password or secrets.token_urlsafe(18)
     if len(password) < 16:
         raise DomainError("A station password needs at least 16 characters")
-    Station.objects.filter(pk=station_id).update(password_hash=hash_station_password(password))
+    # A password set here supersedes one sent to the charger and not yet confirmed.
+    Station.objects.filter(pk=station_id).update(password_hash=hash_station_password(password), next_password_hash="")
     return password
+
+
+# --- Rotation (2.0.1 SetVariables SecurityCtrlr.BasicAuthPassword: stations/commands/device_model.py) --------
+
+def offer_next_password(station_id: str, password: str) -> str:
+    """Accept ``password`` beside the current one from now on (before it is sent to the charger, so that a
+    reconnect with it never races the answer); return its hash, which the rotation's end names."""
+    stored = hash_station_password(password)
+    if not Station.objects.filter(pk=station_id).update(next_password_hash=stored):
+        raise NotFound(f"Unknown station {station_id}")
+    return stored
+
+
+def end_password_rotation(station_id: str, next_hash: str, *, promote: bool, actor: str = "") -> bool:
+    """The charger took the next password (``promote``: it replaces the current one, which stops working)
+    or refused it (it is dropped). Only if it is still the one offered (a newer rotation or a password set
+    meanwhile wins); True if anything changed."""
+    pending = Station.objects.filter(pk=station_id, next_password_hash=next_hash)
+    if not promote:
+        return bool(pending.update(next_password_hash=""))
+    with atomic():
+        changed = bool(pending.update(password_hash=next_hash, next_password_hash=""))
+        if changed:
+            emit("station.password.set", station_id, {"stationId": station_id}, actor=actor)
+    # Already promoted by the charger's reconnect with it (it may come before the answer is read).
+    return changed or Station.objects.filter(pk=station_id, password_hash=next_hash).exists()
 
 
 @dataclass(frozen=True)
@@ -52,23 +79,32 @@ class ConnectDecision:
     accepted: bool
     reason: str = ""
     registration_status: str = ""
+    promotes: bool = False  # connected with the next password: it replaces the current one
 
 
 def check_station_connect(station_id: str, password: str | None) -> ConnectDecision:
     """May this station open a socket? Registers an unknown one per the unknown-station
     policy. Reads only what the decision needs, in one ORM hop; marking the station
     online is ``station_connected``'s, once the socket is accepted."""
-    station = Station.objects.filter(pk=station_id).values_list("password_hash", "registration_status").first()
+    station = Station.objects.filter(pk=station_id).values_list(*_CREDENTIALS).first()
     decision = _connect_decision(station, password)
     if station is None and decision.accepted:
         created, _ = Station.objects.get_or_create(
             pk=station_id, defaults={"registration_status": decision.registration_status})
         return ConnectDecision(True, registration_status=created.registration_status)
+    if decision.promotes and station is not None:
+        end_password_rotation(station_id, station[1], promote=True)
     return decision
 
 
-def _connect_decision(station: tuple[str, str] | None, password: str | None) -> ConnectDecision:
-    """The decision for a station row (password hash, registration status), None: unknown."""
+# What the decision reads of a station: its password, the next one (a rotation under way), its registration.
+_CREDENTIALS = ("password_hash", "next_password_hash", "registration_status")
+
+
+def _connect_decision(station: tuple[str, str, str] | None, password: str | None) -> ConnectDecision:
+    """The decision for a station row (password hash, next password hash, registration status), None:
+    unknown. The next password (offered to the charger, not yet confirmed) is accepted beside the current
+    one; a charger that connects with it has taken it: it becomes the password (``promotes``)."""
     if station is None:
         status = rules.boot_status(False, None, settings.OCPP_UNKNOWN_STATIONS)
         if status is None:
@@ -76,11 +112,13 @@ def _connect_decision(station: tuple[str, str] | None, password: str | None) -> 
         if settings.OCPP_REQUIRE_AUTH:
             return ConnectDecision(False, "unknown station cannot authenticate")
         return ConnectDecision(True, registration_status=status)  # to be registered
-    password_hash, registration = station
+    password_hash, next_hash, registration = station
     if password_hash:
         if password is None:
             return ConnectDecision(False, "missing credentials")
         if not check_station_password(password, password_hash):
+            if next_hash and check_station_password(password, next_hash):
+                return ConnectDecision(True, registration_status=registration, promotes=True)
             return ConnectDecision(False, "wrong password")
     elif settings.OCPP_REQUIRE_AUTH:
         return ConnectDecision(False, "station has no password and authentication is required")
@@ -91,9 +129,12 @@ def _check_station_connect_many(calls: list[tuple[tuple, dict]]) -> list[tuple[b
     """``check_station_connect`` for the handshakes of one group commit: one query reads
     every known station, one INSERT registers the unknown ones let in."""
     wanted = [_arguments(_CHECK_STATION_CONNECT, args, kwargs) for args, kwargs in calls]
-    rows = {pk: (password_hash, status) for pk, password_hash, status in Station.objects.filter(
-        pk__in={station_id for station_id, _ in wanted}).values_list("pk", "password_hash", "registration_status")}
+    rows = {pk: credentials for pk, *credentials in Station.objects.filter(
+        pk__in={station_id for station_id, _ in wanted}).values_list("pk", *_CREDENTIALS)}
     decisions = [_connect_decision(rows.get(station_id), password) for station_id, password in wanted]
+    for (station_id, _), decision in zip(wanted, decisions, strict=True):
+        if decision.promotes:  # rare: the first connect after a rotation
+            end_password_rotation(station_id, rows[station_id][1], promote=True)
     new = {station_id: decision.registration_status for (station_id, _), decision in zip(wanted, decisions, strict=True)
            if station_id not in rows and decision.accepted}
     if new:
