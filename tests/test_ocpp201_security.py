@@ -160,6 +160,30 @@ async def test_an_unknown_station_with_a_certificate_follows_the_unknown_station
     assert (await Station.objects.aget(pk="csa-new")).registration_status == "Pending"
 
 
+async def test_profile_3_reconnect_storm_in_one_group_commit(server, profile_3):
+    """Handshakes of one batch are decided together (one query), an unknown station among them one by one."""
+    profile_3.OCPP_UNKNOWN_STATIONS = "accept"
+    await Station.objects.abulk_create([Station(pk=f"storm{n}") for n in range(8)])
+    ids = [f"storm{n}" for n in range(8)] + ["storm-new"]
+    sockets = await asyncio.gather(*(open_socket(f"{server}/ocpp/{station_id}", verified(station_id))
+                                     for station_id in ids))
+    for ws in sockets:
+        await ws.close()
+    assert await Station.objects.filter(pk__startswith="storm").acount() == 9
+
+
+def test_certificate_decisions_together(transactional_db):
+    from stations.services.security import check_certificate_connect
+
+    Station.objects.create(pk="cs-a", registration_status="Accepted")
+    Station.objects.create(pk="cs-p", registration_status="Pending")
+    many = check_certificate_connect.many  # type: ignore[attr-defined]
+    decisions = many([(("cs-a",), {}), ((), {"station_id": "cs-p"})])
+    assert [(ok, d.accepted, d.registration_status) for ok, d in decisions] == [
+        (True, True, "Accepted"), (True, True, "Pending")]
+    assert many([(("cs-a",), {}), (("cs-unknown",), {})]) is None  # registers it: one by one
+
+
 # --- A04 SecurityEventNotification ----------------------------------------------------------
 
 async def security_event(cp: Station201, event_type: str, tech_info: str | None = None, timestamp: str | None = None):

@@ -3,11 +3,15 @@ stations report (SecurityEventNotification)."""
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from django.conf import settings
 
 from csms.events import emit
 from stations import rules
 from stations.models import Station
+from stations.services._common import _arguments
 from stations.services.connections import ConnectDecision
 
 # OCPP 2.0.1 (and the 1.6 security whitepaper): type is a string of up to 50, techInfo up to 255.
@@ -32,6 +36,20 @@ def check_certificate_connect(station_id: str) -> ConnectDecision:
         return ConnectDecision(False, "unknown station")
     created, _ = Station.objects.get_or_create(pk=station_id, defaults={"registration_status": status})
     return ConnectDecision(True, registration_status=created.registration_status)
+
+
+def _check_certificate_connect_many(calls: list[tuple[tuple, dict]]) -> list[tuple[bool, Any]] | None:
+    """``check_certificate_connect`` for the handshakes of one group commit (a reconnect storm
+    of profile 3 chargers): one query for all; None (one by one) if one is unknown."""
+    wanted = [_arguments(_CHECK_CERTIFICATE_CONNECT, args, kwargs)[0] for args, kwargs in calls]
+    stored = dict(Station.objects.filter(pk__in=set(wanted)).values_list("pk", "registration_status"))
+    if not all(station_id in stored for station_id in wanted):
+        return None
+    return [(True, ConnectDecision(True, registration_status=stored[station_id])) for station_id in wanted]
+
+
+_CHECK_CERTIFICATE_CONNECT = inspect.signature(check_certificate_connect)
+check_certificate_connect.many = _check_certificate_connect_many  # type: ignore[attr-defined]  # csms/groupcommit.py
 
 
 def record_security_event(station_id: str, event_type: str, timestamp: str, tech_info: str | None = None) -> None:
