@@ -1,5 +1,5 @@
 # make run  - set up and serve the CSMS (SQLite + in-memory channel layer) on :$(PORT)
-# make demo - the same plus a simulated charger fora072 with connectors 1-4
+# make demo - the same plus simulated chargers fora072 (OCPP 1.6, connectors 1-4) and fora201 (OCPP 2.0.1, EVSEs 1-2)
 # make test - set up and run the whole test suite
 # make test-fast - only the fast tier (tests/fast: the services without sockets, in seconds)
 # make typecheck - only mypy (django-stubs; config in pyproject.toml), which make test runs after ruff
@@ -56,10 +56,12 @@ run: setup
 	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application
 
 demo: setup
-	@echo "Serving on :$(PORT) with a simulated charger fora072 (Ctrl-C stops both)"
-	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application & DAPHNE=$$!; \
-	trap 'kill $$DAPHNE 2>/dev/null' EXIT INT TERM; \
-	sleep 2; $(BIN)/python manage.py simulate_charger fora072 --connectors 4 --auto-charge 60 --url ws://127.0.0.1:$(PORT)/ocpp
+	@echo "Serving on :$(PORT) with simulated chargers fora072 (OCPP 1.6) and fora201 (OCPP 2.0.1) (Ctrl-C stops all)"
+	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application & DAPHNE=$$!; SIM201=; \
+	trap 'kill $$DAPHNE $$SIM201 2>/dev/null' EXIT INT TERM; \
+	sleep 2; $(BIN)/python manage.py simulate_charger fora201 --ocpp 2.0.1 --connectors 2 --auto-charge 60 \
+	  --url ws://127.0.0.1:$(PORT)/ocpp & SIM201=$$!; \
+	$(BIN)/python manage.py simulate_charger fora072 --connectors 4 --auto-charge 60 --url ws://127.0.0.1:$(PORT)/ocpp
 
 # A self-signed certificate for localhost, for trying wss:// locally (never for production).
 dev-cert:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -396,3 +398,23 @@ async def test_basic_auth_password_set_and_reconnect(simulate, frames, settings)
     answer = await commands.send_command("pwsim", "SetVariables", {"setVariableData": [{
         "component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}, "attributeValue": "short"}]})
     assert answer["setVariableResult"][0]["attributeStatus"] == "Rejected"
+
+
+@pytest.mark.slow
+async def test_simulate_charger_command_speaks_2_0_1(server):
+    """``manage.py simulate_charger <id> --ocpp 2.0.1``: a process of its own, like ``make demo``'s."""
+    from tests.conftest import ROOT, server_database_url
+
+    charger = await asyncio.create_subprocess_exec(
+        sys.executable, "manage.py", "simulate_charger", "cmd201", "--ocpp", "2.0.1", "--connectors", "2",
+        "--url", f"{server}/ocpp", cwd=ROOT, env={**os.environ, "DATABASE_URL": server_database_url()},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await eventually(lambda: Connector.objects.filter(station_id="cmd201", number=2, status="Available").aexists(),
+                         timeout=20)
+        station = await Station.objects.aget(pk="cmd201")
+        assert station.ocpp_version == "2.0.1" and station.is_online and station.model == "Simulator 201"
+    finally:
+        charger.terminate()
+        out, _ = await charger.communicate()
+    assert b"Simulating cmd201 (OCPP 2.0.1) with 2 EVSEs" in out
