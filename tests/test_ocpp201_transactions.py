@@ -27,22 +27,23 @@ TOP_LEVEL = ("offline", "number_of_phases_used", "reservation_id", "cable_max_cu
 class TxStation(Station201):
     """Station201 whose transaction_event also sends the request's own fields (offline, numberOfPhasesUsed)."""
 
-    async def transaction_event(self, event_type: str, transaction_id: str, **kwargs: Any) -> Any:
-        top = {name: kwargs.pop(name) for name in TOP_LEVEL if name in kwargs}
-        if not top:
-            return await super().transaction_event(event_type, transaction_id, **kwargs)
-        original = self.call
-
-        async def with_top(payload: Any, *args: Any, **kw: Any) -> Any:
-            for name, value in top.items():
-                setattr(payload, name, value)
-            return await original(payload, *args, **kw)
-
-        self.call = with_top  # type: ignore[method-assign]
-        try:
-            return await super().transaction_event(event_type, transaction_id, **kwargs)
-        finally:
-            self.call = original  # type: ignore[method-assign]
+    async def transaction_event(
+        self, event_type: str, transaction_id: str, *, trigger_reason: str = "Authorized",
+        seq_no: int | None = None, timestamp: str | None = None, evse_id: int | None = 1,
+        token: str | None = None, meter_value: list[dict[str, Any]] | None = None, **info: Any,
+    ) -> Any:
+        if seq_no is None:
+            seq_no, self.seq_no = self.seq_no, self.seq_no + 1
+        extra = {name: info.pop(name) for name in TOP_LEVEL if name in info}
+        if evse_id is not None:
+            extra["evse"] = {"id": evse_id, "connector_id": 1}
+        if token is not None:
+            extra["id_token"] = {"id_token": token, "type": "Central"}
+        if meter_value is not None:
+            extra["meter_value"] = meter_value
+        return await self.call(call.TransactionEvent(
+            event_type=event_type, timestamp=timestamp or at(0), trigger_reason=trigger_reason, seq_no=seq_no,
+            transaction_info={"transaction_id": transaction_id, **info}, **extra))
 
 
 @pytest.fixture
