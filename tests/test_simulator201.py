@@ -57,10 +57,12 @@ async def simulate(server) -> AsyncIterator[Callable[..., Awaitable[StationState
     runs: list[asyncio.Task] = []
 
     async def make(station_id: str = "sim201", *, evses: int = 2, password: str | None = None,
-                   backoff: ReconnectBackoff | None = None, online: bool = True) -> StationState:
+                   backoff: ReconnectBackoff | None = None, online: bool = True,
+                   auto_charge: float | None = None) -> StationState:
         state = StationState.new(station_id, evses, meter_interval=0.2, password=password)
         runs.append(asyncio.create_task(run_station(
-            f"{server}/ocpp", state, backoff=backoff or ReconnectBackoff(minimum=0.05, maximum=0.2))))
+            f"{server}/ocpp", state, backoff=backoff or ReconnectBackoff(minimum=0.05, maximum=0.2),
+            auto_charge=auto_charge)))
         if online:  # Accepted, and each connector's status reported
             await eventually(lambda: _true(state.online and all(
                 c.sent_status for e in state.evses.values() for c in e.connectors.values())), timeout=10)
@@ -398,6 +400,21 @@ async def test_basic_auth_password_set_and_reconnect(simulate, frames, settings)
     answer = await commands.send_command("pwsim", "SetVariables", {"setVariableData": [{
         "component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}, "attributeValue": "short"}]})
     assert answer["setVariableResult"][0]["attributeStatus"] == "Rejected"
+
+
+async def test_auto_charge_drivers_authorize_and_stop_locally(simulate, frames):
+    await simulate("sim201", evses=1, auto_charge=0.3)
+    ended = await eventually(lambda: _true([e for e in events(frames, "sim201") if e["eventType"] == "Ended"]),
+                             timeout=10)
+    token = frames.calls("sim201", "Authorize")[0]["idToken"]
+    assert token["type"] == "ISO14443" and token["idToken"].startswith("DEMO-")
+    tx_id = ended[0]["transactionInfo"]["transactionId"]
+    started = events(frames, "sim201", tx_id)[0]
+    assert started["triggerReason"] == "Authorized" and started["idToken"] == token
+    assert "remoteStartId" not in started["transactionInfo"]
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("StopAuthorized", "Local")
+    tx = await eventually(lambda: Transaction.objects.filter(charger_transaction_id=tx_id).afirst())
+    await eventually(lambda: _stopped(tx.pk))
 
 
 @pytest.mark.slow
