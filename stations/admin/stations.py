@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -19,6 +20,7 @@ from csms.admin_site import show_once
 from csms.formatting import duration, kwh, money
 from csms.models import Event
 from stations import commands, rules, selectors, services
+from stations.admin import device_model
 from stations.admin.display import local_time, number, started_by
 from stations.admin.operations import ChangeConfigurationForm, RegistrationForm, actor_of, operations, panel
 from stations.models import Station, Transaction
@@ -110,6 +112,12 @@ class StationAdmin(admin.ModelAdmin):
             path("<path:object_id>/configuration/", wrap(self.configuration_view),
                  name="stations_station_configuration"),
             path("<path:object_id>/password/", wrap(self.password_view), name="stations_station_password"),
+            # 2.0.1 stations (stations/admin/device_model.py): the device model and the password's rotation.
+            path("<path:object_id>/device-model/", wrap(functools.partial(device_model.device_model_view, self)),
+                 name="stations_station_device_model"),
+            path("<path:object_id>/rotate-password/",
+                 wrap(functools.partial(device_model.rotate_password_view, self)),
+                 name="stations_station_rotate_password"),
             *super().get_urls(),
         ]
 
@@ -126,6 +134,7 @@ class StationAdmin(admin.ModelAdmin):
             extra_context["operations"] = [(op, op.form(station)) for op in panel()]
             extra_context["registration_form"] = RegistrationForm(station)
             extra_context["configuration_unavailable"] = ChangeConfigurationForm(station).unavailable
+        extra_context["device_model"] = station is not None and device_model.is_201(station)
         extra_context["can_set_password"] = request.user.has_perm("stations.change_station")
         return super().change_view(request, object_id, form_url, extra_context)
 
