@@ -17,7 +17,7 @@ import pytest
 from simulator.connection import ReconnectBackoff
 from simulator.v201 import VENDOR_ID, StationState, run_station
 from stations import commands
-from stations.models import Connector, Station, Transaction
+from stations.models import Connector, DeviceVariable, Station, Transaction, TransactionEvent
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,6 +117,8 @@ async def test_get_base_report_is_sent_in_notify_report_parts(simulate, frames):
     assert heartbeat["variableCharacteristics"]["dataType"] == "integer"
     assert by_name[("EVSE", 2, "AvailabilityState")]["variableAttribute"][0]["value"] == "Available"
     assert ("TxCtrlr", None, "TxStartPoint") in by_name and ("SampledDataCtrlr", None, "TxUpdatedMeasurands") in by_name
+    # The CSMS keeps it as the station's device model.
+    await eventually(lambda: _is(DeviceVariable.objects.filter(station_id="sim201").acount(), len(items)))
 
     # ConfigurationInventory: only what can be set.
     await commands.send_command("sim201", "GetBaseReport", {"requestId": 8, "reportBase": "ConfigurationInventory"})
@@ -310,6 +312,8 @@ async def test_offline_transaction_events_are_sent_after_the_reconnect(simulate,
     assert seq == sorted(seq) and sorted(set(seq)) == list(range(len(set(seq))))
     assert len(seq) - len(set(seq)) <= 1
     assert len(frames.calls("sim201", "BootNotification")) == 1  # a reconnect is not a reboot
+    stored = TransactionEvent.objects.filter(transaction__charger_transaction_id=tx_id)
+    await eventually(lambda: _is(stored.filter(offline=True).acount(), len(offline)))
     await commands.send_command("sim201", "RequestStopTransaction", {"transactionId": tx_id})
     tx = await eventually(lambda: Transaction.objects.filter(charger_transaction_id=tx_id).afirst())
     await eventually(lambda: _stopped(tx.pk))
