@@ -373,7 +373,7 @@ class StationState:
                 energy_wh=float(random.randint(1_000_000, 5_000_000)), soc=random.uniform(20, 60))
         state.model = device_model(evses, connectors_per_evse, heartbeat_interval=state.heartbeat_interval,
                                    meter_interval=meter_interval, max_power_w=state.max_power_w,
-                                   security_profile=1 if password else 0)
+                                   security_profile=1)
         return state
 
     # --- Clock, tasks, sockets ---
@@ -705,12 +705,13 @@ class SimulatedStation(ChargePoint):
                 charging_station={"model": "Simulator 201", "vendor_name": "CSMS",
                                   "serial_number": f"SIM-{state.station_id}", "firmware_version": "2.0.1-sim"},
                 reason=state.boot_reason))
-            self.registration = answer.status
-            if answer.status == "Accepted":
+            self.registration = answer.status if answer is not None else "CALLERROR"
+            if answer is not None and answer.status == "Accepted":
                 break
-            log.info("%s boot %s: again in %s s", state.station_id, answer.status, answer.interval)
+            wait = (answer.interval if answer is not None else 0) or state.boot_retry_interval
+            log.info("%s boot %s: again in %s s", state.station_id, self.registration, wait)
             try:
-                await asyncio.wait_for(self.boot_wake.wait(), answer.interval or state.boot_retry_interval)
+                await asyncio.wait_for(self.boot_wake.wait(), wait)
             except TimeoutError:
                 pass
         if answer.interval:
@@ -1052,6 +1053,8 @@ async def run_station(
     """
     backoff = backoff or ReconnectBackoff()
     options = {"ssl": ssl_context} if ssl_context is not None else {}
+    # Profile 1 is basic auth over ws://, 2 the same over TLS (profile 3's client certificate: not simulated).
+    state.model.get("SecurityCtrlr", "SecurityProfile").value = "2" if url.startswith("wss://") else "1"
     drivers = state.spawn(state.drivers_forever(auto_charge)) if auto_charge else None
     try:
         while True:
