@@ -361,3 +361,29 @@ async def test_invalid_seq_no_refused_before_anything_is_written(station, priced
             transaction_info={"transaction_id": "tx-x"}, evse={"id": 1}), suppress=False)
     assert not await Transaction.objects.filter(station_id="bad").aexists()
     await asyncio.sleep(0)
+
+
+async def test_many_stations_updates_share_a_group_commit(station, priced):
+    """Updated with one reading from many stations at once (transaction_event.many): each stored once, in
+    its transaction, with its seqNo; an Ended and a re-sent Updated in the same burst take the full path."""
+    stations = [await station(f"burst{n}") for n in range(6)]
+    for cp in stations:
+        await cp.transaction_event("Started", "tx", token="TOKEN-A", seq_no=0, meter_value=[energy(100, at(-60))])
+    for round_no in (1, 2):
+        reading = [energy(100 + 50 * round_no, at(-40 + round_no))]
+        await asyncio.gather(
+            *(cp.transaction_event("Updated", "tx", trigger_reason="MeterValuePeriodic", seq_no=round_no,
+                                   meter_value=reading) for cp in stations[:-1]),
+            stations[-1].transaction_event("Ended", "tx", trigger_reason="StopAuthorized", seq_no=round_no,
+                                           meter_value=reading) if round_no == 1 else
+            stations[0].transaction_event("Updated", "tx", trigger_reason="MeterValuePeriodic", seq_no=1,
+                                          meter_value=[energy(150, at(-39))]),
+        )
+    for n in range(5):
+        tx = await tx_of(f"burst{n}", "tx")
+        assert tx.last_seq_no == 2 and tx.is_active
+        assert [e.seq_no async for e in TransactionEvent.objects.filter(transaction=tx)] == [0, 1, 2]
+        assert [s.energy_wh async for s in tx.meter_samples.order_by("timestamp")] == [100, 150, 200]
+        assert [e["energy"] for e in await kinds("meter.update", f"burst{n}")] == [0, 50, 100]
+    ended = await tx_of("burst5", "tx")
+    assert ended.stopped_at is not None and ended.meter_stop == 150

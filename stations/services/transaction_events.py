@@ -11,18 +11,21 @@ queued while offline); an event after its end never reopens it.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from csms.events import atomic, emit
 from stations import rules, values
+from stations.errors import InvalidValue
 from stations.models import Connector, ConnectorStatus, MeterSample, RemoteStartRequest, Transaction, TransactionEvent
-from stations.services._common import _by_charger_id, _charger_time, _locked_connector, iso, log
+from stations.services._common import _arguments, _by_charger_id, _charger_time, _locked_connector, iso, log
 from stations.services.authorization import authorize
-from stations.services.metering import _announce_meter, _insert_new, _readings, _Session
+from stations.services.metering import _announce_meter, _insert_new, _readings, _Session, _Stored
 from stations.services.tariffs import price
 from stations.services.transactions import _close, _stop_register
 
@@ -78,7 +81,34 @@ def transaction_event(
     reservation_id: int | None = None,
 ) -> TxEventResult:
     """Apply one TransactionEvent (``info``: transactionInfo, snake case; ``meter_value`` in 1.6's shape,
-    stations/ocpp/v201/metering.py). Values the domain cannot take refuse it (InvalidValue) before any write."""
+    stations/ocpp/v201/metering.py). Values the domain cannot take refuse it (InvalidValue) before any write.
+
+    An Updated that may be the hot case (see ``_transaction_event_many``) tries that path first."""
+    args = (station_id, event_type, timestamp, trigger_reason, seq_no, info, evse_id, connector_id, token,
+            token_type, meter_value, offline, phases, reservation_id)
+    if _maybe_hot(args):
+        outcomes = _transaction_event_many([(args, {})])
+        if outcomes is not None:
+            [(ok, outcome)] = outcomes
+            if not ok:
+                raise outcome
+            return cast(TxEventResult, outcome)
+    return _transaction_event_one(*args)
+
+
+def _maybe_hot(args: tuple) -> bool:
+    """An Updated with one reading, no token, nothing in transactionInfo but the id and chargingState."""
+    event_type, info, evse_id, token, meter_value = args[1], args[5], args[6], args[8], args[10]
+    return (event_type == "Updated" and not token and evse_id is not None and len(meter_value) == 1
+            and not info.keys() - {"transaction_id", "charging_state"})
+
+
+def _transaction_event_one(
+    station_id: str, event_type: str, timestamp: str, trigger_reason: str, seq_no: int, info: dict[str, Any],
+    evse_id: int | None, connector_id: int | None, token: str | None, token_type: str | None,
+    meter_value: list[dict], offline: bool, phases: int | None, reservation_id: int | None,
+) -> TxEventResult:
+    """``transaction_event`` of any event."""
     received = timezone.now()
     problems = values.Problems()
     at = _charger_time(timestamp, received, problems, strict=True)
@@ -356,3 +386,115 @@ def _close_open(station_id: str, boot_reason: str) -> int:
         problems.log(log, station_id, "BootNotification")
         closed += 1
     return closed
+
+
+# --- Many stations' TransactionEvent Updated in one group commit (the hot path) -----------------------
+
+_TRANSACTION_EVENT = inspect.signature(transaction_event)
+_HOT_FIELDS = ("id", "meter_start", "started_at", "charger_transaction_id", "last_seq_no", "charging_state")
+
+
+def _transaction_event_many(calls: list[tuple[tuple, dict]]) -> list[tuple[bool, Any]] | None:
+    """``transaction_event`` for the TransactionEvents of many stations in one group commit
+    (csms/groupcommit.py), as ``record_meter_values.many`` does for MeterValues: what a charger sends
+    every interval (an Updated of its EVSE's current transaction with one new reading, no token, no new
+    chargingState) costs one query locking every connector with its transaction and newest sample, and
+    one INSERT each of the events, the readings and the seqNos for the whole batch. Any other event
+    takes the one-message path in the same transaction. None: run them one by one (two for one station).
+    """
+    received = timezone.now()
+    outcomes: list[tuple[bool, Any]] = [(True, TxEventResult(None, None))] * len(calls)
+    items: list[tuple[int, tuple[str, int, dt.datetime, int, values.Problems] | None, tuple]] = []
+    for index, (args, kwargs) in enumerate(calls):
+        bound = _arguments(_TRANSACTION_EVENT, args, kwargs)
+        station_id, timestamp, seq_no, evse_id, phases = bound[0], bound[2], bound[4], bound[6], bound[12]
+        if not _maybe_hot(bound):
+            items.append((index, None, bound))
+            continue
+        try:
+            problems = values.Problems()
+            at = _charger_time(timestamp, received, problems, strict=True)
+            seq_no = values.column_int(TransactionEvent, "seq_no", seq_no, "seqNo")
+            number = values.column_int(Connector, "number", evse_id, "evse.id")
+        except InvalidValue as error:
+            outcomes[index] = (False, error)
+            continue
+        if phases is not None and not values.fits(TransactionEvent, "number_of_phases_used", phases):
+            items.append((index, None, bound))  # the one-message path says what it drops
+            continue
+        items.append((index, (station_id, number, at, seq_no, problems), bound))
+    if len({bound[0] for _, _, bound in items}) < len(items):
+        return None
+    hot = {(item[0], item[1]) for _, item, _ in items if item is not None}
+    locked = _lock_many_for_events(hot) if hot else {}
+    events: list[TransactionEvent] = []
+    samples: list[MeterSample] = []
+    seq_nos: list[Transaction] = []
+    announcements: list[tuple[str, int, _Session, MeterSample, _Stored | None, values.Problems]] = []
+    for index, item, bound in items:
+        row = locked.get((item[0], item[1])) if item is not None else None
+        reading = None
+        if item is not None and row is not None:
+            station_id, number, at, seq_no, problems = item
+            _, _, charger_id, last_seq_no, charging_state, newest = row
+            info, meter_value = bound[5], bound[10]
+            session = _Session(*row[0][:4]) if row[0] is not None else None
+            readings = _readings(station_id, number, session, meter_value, received, problems) \
+                if session is not None and session.charger_transaction_id == info["transaction_id"] else {}
+            if (session is not None and session.meter_start != 0 and len(readings) == 1
+                    and (last_seq_no is None or seq_no > last_seq_no)
+                    and info.get("charging_state", charging_state) == charging_state
+                    and (newest is None or newest.timestamp < next(iter(readings)))):
+                [reading] = readings.values()
+        if reading is None:  # not the hot case: the whole service, in this transaction
+            try:
+                outcomes[index] = (True, _transaction_event_one(*bound))
+            except InvalidValue as error:  # refused before it wrote anything
+                outcomes[index] = (False, error)
+            continue
+        assert session is not None and item is not None
+        events.append(TransactionEvent(
+            transaction_id=session.pk, seq_no=seq_no, event_type="Updated", trigger_reason=bound[3][:32],
+            timestamp=at, offline=bool(bound[11]), number_of_phases_used=bound[12],
+            charging_state=(bound[5].get("charging_state") or "")[:16],
+        ))
+        seq_nos.append(Transaction(pk=session.pk, last_seq_no=seq_no))
+        samples.append(reading)
+        announcements.append((station_id, number, session, reading, newest, problems))
+    if events:
+        TransactionEvent.objects.bulk_create(events)
+        Transaction.objects.bulk_update(seq_nos, ["last_seq_no"])
+        MeterSample.objects.bulk_create(samples, ignore_conflicts=True)
+    for station_id, number, session, reading, newest, problems in announcements:
+        _announce_meter(station_id, number, session, reading, newest)
+        problems.log(log, station_id, "TransactionEvent")
+    return outcomes
+
+
+transaction_event.many = _transaction_event_many  # type: ignore[attr-defined]  # csms/groupcommit.py
+
+
+def _lock_many_for_events(keys: set[tuple[str, int]]) -> dict[tuple[str, int], tuple[Any, ...]]:
+    """The connectors of ``keys`` locked (one query, in id order), each with its current transaction's
+    fields (``_HOT_FIELDS``; None without one) and its newest stored sample."""
+    newest = MeterSample.objects.filter(
+        station_id=OuterRef("station_id"), connector_number=OuterRef("number")
+    ).order_by("-timestamp")
+    rows = (
+        Connector.objects.select_for_update(of=("self",))
+        .filter(station_id__in={station_id for station_id, _ in keys})
+        .order_by("id")
+        .annotate(newest_at=Subquery(newest.values("timestamp")[:1]),
+                  newest_tx=Subquery(newest.values("transaction_id")[:1]),
+                  newest_wh=Subquery(newest.values("energy_wh")[:1]))
+        .values_list("station_id", "number", *(f"current_transaction__{name}" for name in _HOT_FIELDS),
+                     "newest_at", "newest_tx", "newest_wh")
+    )
+    locked: dict[tuple[str, int], tuple[Any, ...]] = {}
+    for station_id, number, *fields, newest_at, newest_tx, newest_wh in rows:
+        if (station_id, number) not in keys:
+            continue
+        session = tuple(fields[:4]) if fields[0] is not None else None
+        stored = _Stored(newest_at, newest_tx, newest_wh) if newest_at is not None else None
+        locked[(station_id, number)] = (session, None, fields[3], fields[4], fields[5] or "", stored)
+    return locked
