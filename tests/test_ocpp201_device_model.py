@@ -118,6 +118,23 @@ async def test_tc_b_06_get_variables_single_value_is_stored(station201):
     assert (await DeviceVariable.objects.aget(station_id="cs201", variable="OfflineThreshold")).value == "300"
 
 
+async def test_tc_b_07_get_variables_multiple_values_in_one_request(station201):
+    cp = await station201("cs201")
+    cp.variables[("OCPPCommCtrlr", "OfflineThreshold")] = "300"
+    cp.variables[("AuthCtrlr", "AuthorizeRemoteStart")] = "true"
+    refs = [VariableRef("OCPPCommCtrlr", "OfflineThreshold"), VariableRef("AuthCtrlr", "AuthorizeRemoteStart"),
+            VariableRef("AuthCtrlr", "Nothing")]
+    results = await dm.read_variables("cs201", refs, actor=ACTOR)
+    assert [(result.status, result.value) for result in results] == [
+        ("Accepted", "300"), ("Accepted", "true"), ("UnknownVariable", None)]
+    sent = await cp.wait_for("GetVariables")
+    assert [item["variable"]["name"] for item in sent["get_variable_data"]] == [
+        "OfflineThreshold", "AuthorizeRemoteStart", "Nothing"]
+    stored = await rows("cs201")
+    assert {key[1]: row.value for key, row in stored.items()} == {"OfflineThreshold": "300",
+                                                                  "AuthorizeRemoteStart": "true"}
+
+
 async def test_get_variables_unknown_variable_stores_nothing(station201):
     await station201("cs201")
     result = await dm.read_variable("cs201", VariableRef("OCPPCommCtrlr", "UnknownVariable"), actor=ACTOR)

@@ -60,9 +60,11 @@ def _wire_params(ref: VariableRef) -> dict[str, Any]:
 
 
 def _request(command: str, wire: dict[str, Any], action: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The registered command with its checked parameters, else the raw action and payload (camelCase)."""
-    if command in registry.REGISTRY:
-        return command, registry.REGISTRY[command].validate(wire)
+    """The registered command with its checked parameters, else (not registered, or without a parameter
+    named here, e.g. requestId) the raw action and payload (camelCase)."""
+    registered = registry.REGISTRY.get(command)
+    if registered is not None and set(wire) <= {param.wire for param in registered.params}:
+        return command, registered.validate(wire)
     return action, payload
 
 
@@ -100,6 +102,36 @@ async def read_variable(station_id: str, ref: VariableRef, *, actor: str) -> Var
     if status == "Accepted" and isinstance(value, str):
         await call_service(store_values, station_id, [(ref, value)])
     return VariableResult(status, value if isinstance(value, str) else None, _reason(result))
+
+
+async def read_variables(station_id: str, refs: list[VariableRef], *, actor: str) -> list[VariableResult]:
+    """GetVariables of several variables in one request (B06; the station may refuse more than its
+    ItemsPerMessageGetVariables: Rejected each); the Accepted values are stored. Results in the order
+    asked (the station may answer in any order: matched by component and variable)."""
+    if len(refs) == 1:
+        return [await read_variable(station_id, refs[0], actor=actor)]
+    answer = await commands.operate(station_id, "GetVariables", {"getVariableData": [_attribute(ref) for ref in refs]},
+                                    actor=actor)
+    by_name = {_answered(result): result for result in answer.get("getVariableResult") or ()
+               if isinstance(result, dict)}
+    results, stored = [], []
+    for ref in refs:
+        result = by_name.get((ref.component, ref.component_instance, ref.evse, ref.connector, ref.variable,
+                              ref.variable_instance, ref.attribute_type), {})
+        status, value = str(result.get("attributeStatus")), result.get("attributeValue")
+        if status == "Accepted" and isinstance(value, str):
+            stored.append((ref, value))
+        results.append(VariableResult(status, value if isinstance(value, str) else None, _reason(result)))
+    if stored:
+        await call_service(store_values, station_id, stored)
+    return results
+
+
+def _answered(result: dict[str, Any]) -> tuple[Any, ...]:
+    component, variable = result.get("component") or {}, result.get("variable") or {}
+    evse = component.get("evse") or {}
+    return (component.get("name"), component.get("instance", ""), evse.get("id", 0), evse.get("connectorId", 0),
+            variable.get("name"), variable.get("instance", ""), result.get("attributeType") or "Actual")
 
 
 async def set_variable(station_id: str, ref: VariableRef, value: str, *, actor: str) -> VariableResult:
