@@ -9,6 +9,14 @@ the same load in either version: the same calls, each in the form its version gi
     Heartbeat {}                                 Heartbeat {}
     MeterValues {connectorId 1, meterValue}      MeterValues {evseId 1, meterValue} (sampledValue's value a number,
                                                  its unit in unitOfMeasure)
+
+and, for a burst in a transaction (side_by_side.py --in-transaction), the transaction's start and readings:
+
+    StartTransaction {connectorId 1, idTag,      TransactionEvent Started {seqNo 0, triggerReason Authorized,
+      meterStart, timestamp}                       transactionInfo {transactionId}, idToken, evse, meterValue}
+    MeterValues {connectorId 1, transactionId,   TransactionEvent Updated {seqNo n, triggerReason
+      meterValue}                                  MeterValuePeriodic, transactionInfo {transactionId,
+                                                   chargingState Charging}, meterValue}
 """
 
 from __future__ import annotations
@@ -52,17 +60,51 @@ class Meter:
         self.last_ms = 0
         self.energy_wh = random.randint(0, 1000)
 
-    def payload(self) -> dict:
+    def reading(self, context: str = "Sample.Periodic") -> list[dict]:
+        """The next reading, as its version's meterValue (a list of one)."""
         self.last_ms = max(int(time.time() * 1000), self.last_ms + 1)
         self.energy_wh += 7
         if self.version == "2.0.1":
-            return {"evseId": 1, "meterValue": [{
-                "timestamp": iso_ms(self.last_ms),
-                "sampledValue": [{"value": self.energy_wh, "measurand": "Energy.Active.Import.Register",
-                                  "context": "Sample.Periodic", "unitOfMeasure": {"unit": "Wh"}}],
-            }]}
-        return {"connectorId": 1, "meterValue": [{
-            "timestamp": iso_ms(self.last_ms),
-            "sampledValue": [{"value": str(self.energy_wh), "measurand": "Energy.Active.Import.Register",
-                              "unit": "Wh", "context": "Sample.Periodic"}],
-        }]}
+            return [{"timestamp": iso_ms(self.last_ms),
+                     "sampledValue": [{"value": self.energy_wh, "measurand": "Energy.Active.Import.Register",
+                                       "context": context, "unitOfMeasure": {"unit": "Wh"}}]}]
+        return [{"timestamp": iso_ms(self.last_ms),
+                 "sampledValue": [{"value": str(self.energy_wh), "measurand": "Energy.Active.Import.Register",
+                                   "unit": "Wh", "context": context}]}]
+
+    def payload(self, transaction_id: int | None = None) -> dict:
+        """A MeterValues (1.6: of ``transaction_id`` when given)."""
+        if self.version == "2.0.1":
+            return {"evseId": 1, "meterValue": self.reading()}
+        payload: dict = {"connectorId": 1}
+        if transaction_id is not None:
+            payload["transactionId"] = transaction_id
+        payload["meterValue"] = self.reading()
+        return payload
+
+    def start(self, transaction_id: str) -> tuple[str, dict]:
+        """The call that starts a transaction at the current register: (action, payload). 1.6's
+        StartTransaction gets its id from the CSMS; 2.0.1's Started names ``transaction_id``."""
+        if self.version == "2.0.1":
+            return "TransactionEvent", {
+                "eventType": "Started", "timestamp": iso_ms(int(time.time() * 1000)), "triggerReason": "Authorized",
+                "seqNo": 0, "transactionInfo": {"transactionId": transaction_id, "chargingState": "Charging"},
+                "idToken": {"idToken": TOKEN, "type": "ISO14443"}, "evse": {"id": 1, "connectorId": 1},
+                "meterValue": self.reading("Transaction.Begin"),
+            }
+        return "StartTransaction", {"connectorId": 1, "idTag": TOKEN, "meterStart": self.energy_wh,
+                                    "timestamp": iso_ms(int(time.time() * 1000))}
+
+    def in_transaction(self, transaction_id: int | str, seq_no: int) -> tuple[str, dict]:
+        """The next reading of a running transaction: (action, payload)."""
+        if self.version == "2.0.1":
+            return "TransactionEvent", {
+                "eventType": "Updated", "timestamp": iso_ms(int(time.time() * 1000)),
+                "triggerReason": "MeterValuePeriodic", "seqNo": seq_no,
+                "transactionInfo": {"transactionId": str(transaction_id), "chargingState": "Charging"},
+                "meterValue": self.reading(),
+            }
+        return "MeterValues", self.payload(int(transaction_id))
+
+
+TOKEN = "BENCH0001"

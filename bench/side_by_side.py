@@ -43,9 +43,12 @@ OCPP version (--ocpp 1.6, 2.0.1 or 1.6,2.0.1; default 1.6)
   The chargers speak that version: the same calls in its form (bench/_frames.py). 2.0.1's
   BootNotification {chargingStation, reason}, StatusNotification {timestamp, connectorStatus,
   evseId, connectorId}, Heartbeat, MeterValues {evseId 1, meterValue} with the value a number and
-  its unit in unitOfMeasure. The burst runs no transaction in either version. The reference speaks
-  both (bench/reference_ocpp.py), so each ratio is to the reference of the same version, measured
-  in the same run. With both versions every target runs with each (1.6 first), one column per
+  its unit in unitOfMeasure. The burst runs no transaction in either version unless
+  --in-transaction: then each charger first starts one (1.6 StartTransaction; 2.0.1 TransactionEvent
+  Started with a Transaction.Begin reading, counted among the MeterValues) and its readings are the
+  transaction's (1.6 MeterValues with the transactionId; 2.0.1 TransactionEvent Updated, seqNo 1, 2,
+  ...). The reference speaks both (bench/reference_ocpp.py), so each ratio is to the reference of
+  the same version, measured in the same run. With both versions every target runs with each (1.6 first), one column per
   target and version.
 
 CPU
@@ -60,6 +63,7 @@ Run from the repository root:
     .venv/bin/python bench/side_by_side.py --only burst --targets postgres,reference
     .venv/bin/python bench/side_by_side.py --only storm-new --targets reference --runs 1
     .venv/bin/python bench/side_by_side.py --only burst --ocpp 1.6,2.0.1 --targets postgres,sqlite,reference
+    .venv/bin/python bench/side_by_side.py --only burst --ocpp 1.6,2.0.1 --in-transaction
 
 The raw results go to bench/results/side_by_side-<UTC time>.json (--json to choose).
 """
@@ -129,6 +133,12 @@ async def rpc(ws, uid: str, action: str, payload: dict, timeout: float) -> tuple
     Answers to other uids (a late answer to a call that timed out) are skipped; a CALL from the
     server is answered NotImplemented. Raises TimeoutError, websockets.ConnectionClosed.
     """
+    kind, rtt, _ = await exchange(ws, uid, action, payload, timeout)
+    return kind, rtt
+
+
+async def exchange(ws, uid: str, action: str, payload: dict, timeout: float) -> tuple[int, float, list]:
+    """``rpc``, with the answer's frame as the third element."""
     started = time.perf_counter()
     await ws.send(_dumps([2, uid, action, payload]))
     deadline = started + timeout
@@ -142,7 +152,7 @@ async def rpc(ws, uid: str, action: str, payload: dict, timeout: float) -> tuple
             await ws.send(_dumps([4, frame[1], "NotImplemented", "", {}]))
             continue
         if frame[1] == uid and frame[0] in (3, 4):
-            return frame[0], time.perf_counter() - started
+            return frame[0], time.perf_counter() - started, frame
 
 
 BOOT = boot("1.6", "SideBySide")
@@ -181,6 +191,20 @@ async def burst_generator(cfg: dict, events: dict) -> dict:
     version = cfg["ocpp"]
     boot_payload = boot(version, "SideBySide")
     sockets: list = [None] * n
+    meters = [Meter(version) for _ in range(n)]
+    transactions: list[int | str | None] = [None] * n  # --in-transaction: each charger's transaction id
+    begin_readings = [0]  # 2.0.1 Started carries a reading (Transaction.Begin), stored like a MeterValues'
+
+    async def start_transaction(ws, i: int, meter: Meter) -> int | str:
+        charger_id = f"SBSB{i:05d}-tx"
+        action, payload = meter.start(charger_id)
+        kind, _, frame = await exchange(ws, f"t{i}", action, payload, cfg["call_timeout"])
+        if kind != 3:
+            raise RuntimeError(f"{action} CALLERROR {frame[2]}")
+        if version == "1.6":
+            return frame[2]["transactionId"]
+        begin_readings[0] += len(payload["meterValue"])
+        return charger_id
     failures: dict[str, int] = {}
     drops: dict[str, int] = {}
     fenced = [0]
@@ -198,6 +222,8 @@ async def burst_generator(cfg: dict, events: dict) -> dict:
                 if kind != 3:
                     raise RuntimeError("BootNotification CALLERROR")
                 await rpc(ws, f"s{i}", "StatusNotification", status_available(version), cfg["call_timeout"])
+                if cfg["in_transaction"]:
+                    transactions[i] = await start_transaction(ws, i, meters[i])
             except Exception as error:  # noqa: BLE001
                 bump(failures, f"boot:{failure_key(error)}")
                 ws.transport.abort()
@@ -210,21 +236,27 @@ async def burst_generator(cfg: dict, events: dict) -> dict:
     window = {"open": None, "close": None, "stop": False}
     counts = {"answered": 0, "in_window": 0, "callerror": 0, "timeout": 0, "meter_acked": 0, "meter_sent": 0,
               "meter_unanswered": 0}
+    counts["meter_sent"] = counts["meter_acked"] = begin_readings[0]
     rtts: dict[str, list[float]] = {"Heartbeat": [], "MeterValues": []}
 
     async def drive(i: int, ws) -> None:
-        meter = Meter(version)
+        meter = meters[i]
+        transaction_id = transactions[i]
         seq = 0
         try:
             while not window["stop"]:
                 seq += 1
+                # "MeterValues" is the reading call: in a transaction, 2.0.1 sends it as TransactionEvent Updated.
                 action = "MeterValues" if seq % 2 == 0 else "Heartbeat"
-                payload = meter.payload() if action == "MeterValues" else {}
+                sent_as, payload = action, {}
+                if action == "MeterValues":
+                    sent_as, payload = (meter.in_transaction(transaction_id, seq // 2) if transaction_id is not None
+                                        else ("MeterValues", meter.payload()))
                 sent = time.perf_counter()
                 if action == "MeterValues":
                     counts["meter_sent"] += 1
                 try:
-                    kind, rtt = await rpc(ws, f"{i}.{seq}", action, payload, cfg["call_timeout"])
+                    kind, rtt = await rpc(ws, f"{i}.{seq}", sent_as, payload, cfg["call_timeout"])
                 except TimeoutError:
                     counts["timeout"] += 1
                     counts["meter_unanswered"] += action == "MeterValues"
@@ -502,7 +534,7 @@ def ms(value_s: float | None) -> float | None:
 def run_burst(server: Server, backends: Backends, target: str, args, version: str = "1.6") -> dict:
     cfg = {"url": server.url, "chargers": args.chargers, "prefix": "SBSB", "connect_timeout": args.connect_timeout,
            "call_timeout": args.call_timeout, "warmup": args.warmup, "duration": args.duration,
-           "client_cpus": args.client_cpus, "ocpp": version}
+           "client_cpus": args.client_cpus, "ocpp": version, "in_transaction": args.in_transaction}
     process, events, _, results = start_generator("burst", cfg)
     try:
         wait_event(events["ready"], args.connect_timeout + 90, "the chargers booted", process)
@@ -809,7 +841,7 @@ def build_table(results: list[dict], targets: list[str], scenarios: list[str], a
 
     rows: list[tuple[str, list[str]]] = []
     if "burst" in scenarios:
-        title = f"{args.chargers} chargers, back-to-back calls"
+        title = f"{args.chargers} chargers, back-to-back calls" + (" in a transaction" if args.in_transaction else "")
         rows.append((f"{title}: calls/s", [cell(t, "burst", "calls_per_s", 0, True) for t in targets]))
         rows.append(("the same: p50 / p99 ms", [
             f"{cell(t, 'burst', 'p50_ms', 1)} / {cell(t, 'burst', 'p99_ms', 1)}" for t in targets]))
@@ -888,6 +920,10 @@ def main() -> None:
                         help="the chargers' OCPP version: 1.6, 2.0.1, or both (1.6,2.0.1: every target with each, "
                              "each ratio to the reference of the same version; default 1.6)")
     parser.add_argument("--chargers", type=int, default=None, help="burst: chargers (default 100)")
+    parser.add_argument("--in-transaction", action="store_true",
+                        help="burst: each charger starts a transaction first (1.6 StartTransaction, 2.0.1 "
+                             "TransactionEvent Started); its readings are then the transaction's (1.6 MeterValues "
+                             "with its transactionId, 2.0.1 TransactionEvent Updated)")
     parser.add_argument("--warmup", type=float, default=None, help="burst: unmeasured seconds first (default 3)")
     parser.add_argument("--duration", type=float, default=None, help="burst: measured seconds (default 20)")
     parser.add_argument("--storm-chargers", type=int, default=None, help="storms: chargers (default 10000)")
