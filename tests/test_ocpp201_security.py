@@ -242,3 +242,13 @@ def test_security_events_in_the_admin_findable_and_escaped(transactional_db):
     page = client.get(reverse("admin:stations_station_change", args=["csa6"])).content.decode()
     assert "Security event InvalidFirmwareSignature" in page
 
+
+
+async def test_a_1_6_station_reports_security_events_as_the_whitepaper_says(charger_factory):
+    from ocpp.v16 import call as call16
+
+    charger = await charger_factory("wp16")
+    await charger.cp.call(call16.SecurityEventNotification(type="FirmwareUpdated", timestamp="2026-12-01T10:00:00Z",
+                                                           tech_info="1.2.4"))
+    event = await Event.objects.filter(kind="station.security_event", station_id="wp16").alast()
+    assert event.data["type"] == "FirmwareUpdated" and event.data["techInfo"] == "1.2.4"

@@ -12,6 +12,7 @@ from ocpp.v16.enums import Action, ChargePointErrorCode
 
 from stations import services
 from stations.ocpp.dispatch import run
+from stations.services.security import record_security_event
 
 
 def boot_info(payload: dict[str, str]) -> services.BootInfo:
@@ -81,3 +82,11 @@ class ProvisioningHandlers:
     async def on_diagnostics_status_notification(self, status: str) -> call_result.DiagnosticsStatusNotification:
         await run(services.record_firmware_status, self.station_id, "station.diagnostics.status", status)
         return call_result.DiagnosticsStatusNotification()
+
+    @on(Action.security_event_notification)
+    async def on_security_event_notification(
+        self, type: str, timestamp: str, tech_info: str | None = None, **extra: Any
+    ) -> call_result.SecurityEventNotification:
+        # The 1.6 security whitepaper's message, stored as 2.0.1's is (station.security_event).
+        await run(record_security_event, self.station_id, type, timestamp, tech_info)
+        return call_result.SecurityEventNotification()
