@@ -241,14 +241,21 @@ async def test_reset_immediate_ends_the_transaction_and_reboots(simulate, frames
     ended = [e for e in events(frames, "sim201") if e["eventType"] == "Ended"]
     assert ended[0]["transactionInfo"]["stoppedReason"] == "ImmediateReset"
     assert ended[0]["triggerReason"] == "ResetCommand"
-    await eventually(lambda: _true(state.online))
+    await back_online(state)
     assert "ResetOrReboot" in [e["type"] for e in frames.calls("sim201", "SecurityEventNotification")]
 
 
+async def back_online(state: StationState) -> None:
+    """After a reboot: the station Accepted again, and the CSMS holding its new socket."""
+    await eventually(lambda: _true(state.online), timeout=10)
+    await eventually(lambda: Station.objects.filter(pk=state.station_id, is_online=True).aexists(), timeout=10)
+
+
 async def test_reset_on_idle_waits_for_the_transaction(simulate, frames):
-    await simulate("sim201")
+    state = await simulate("sim201")
     assert await commands.send_command("sim201", "Reset", {"type": "OnIdle"}) == {"status": "Accepted"}
     await eventually(lambda: _true(len(frames.calls("sim201", "BootNotification")) == 2))
+    await back_online(state)
     await start("sim201", 1)
     tx_id = (await eventually(lambda: _true(events(frames, "sim201"))))[0]["transactionInfo"]["transactionId"]
     assert await commands.send_command("sim201", "Reset", {"type": "OnIdle"}) == {"status": "Scheduled"}
@@ -303,7 +310,7 @@ async def test_offline_transaction_events_are_sent_after_the_reconnect(simulate,
     await eventually(lambda: _true(not state.online))
     await eventually(lambda: _true(state.outbox), timeout=3)
     await eventually(lambda: _true(state.online), timeout=10)
-    await eventually(lambda: _true(not state.outbox))
+    await eventually(lambda: _true(not state.outbox), timeout=10)
     sent = events(frames, "sim201", tx_id)
     offline = [e for e in sent if e.get("offline")]
     assert offline and all(e["eventType"] == "Updated" for e in offline)
