@@ -89,6 +89,22 @@ async def test_tc_b_12_configuration_inventory_updates_what_is_stored(station201
     assert logged is not None and logged.data["action"] == "GetBaseReport" and logged.actor == ACTOR
 
 
+async def test_get_custom_report_by_component_and_criteria_is_stored_like_a_base_report(station201):
+    cp = await station201("cs201")
+    refs = [VariableRef("OCPPCommCtrlr", ""), VariableRef("EVSE", "AvailabilityState", evse=1)]
+    status, request_id = await dm.request_custom_report("cs201", refs, ["Available"], actor=ACTOR)
+    assert status == "Accepted"
+    sent = await cp.wait_for("GetReport")
+    assert sent == {"request_id": request_id, "component_criteria": ["Available"], "component_variable": [
+        {"component": {"name": "OCPPCommCtrlr"}},
+        {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "AvailabilityState"}}]}
+    await report(cp, request_id, 0, False, [entry("EVSE", "AvailabilityState", "Available", evse=1)])
+    assert (await rows("cs201"))[("EVSE", "AvailabilityState", 1, 0, "Actual")].value == "Available"
+    cp.answers["GetReport"] = {"status": "EmptyResultSet"}
+    status, _ = await dm.request_custom_report("cs201", criteria=["Problem"], actor=ACTOR)
+    assert status == "EmptyResultSet"
+
+
 async def test_large_report_with_a_malformed_entry_keeps_the_rest(station201):
     """A part of 1,200 entries (2 attributes each: 2,400 rows, in statements of 500), one of them
     unreadable (a negative EVSE id the schema lets through) and one repeated: all the others are stored."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,27 @@ async def request_report(
     command, params = _request("get_base_report", {"reportBase": report_base, "requestId": request_id},
                                "GetBaseReport", {"requestId": request_id, "reportBase": report_base})
     answer = await commands.operate(station_id, command, params, actor=actor)
+    return str(answer.get("status")), request_id
+
+
+CRITERIA = ("Active", "Available", "Enabled", "Problem")
+
+
+async def request_custom_report(
+    station_id: str, refs: Sequence[VariableRef] = (), criteria: Sequence[str] = (), *, actor: str, request_id: int | None = None,
+) -> tuple[str, int]:
+    """GetReport (B08): the variables named (a ref with variable "" names its whole component) and/or the
+    components meeting ``criteria`` (Active, Available, Enabled, Problem); returns the station's status
+    (EmptyResultSet: nothing matches) and the requestId its NotifyReport parts will carry."""
+    request_id = request_id or _request_id()
+    payload: dict[str, Any] = {"requestId": request_id}
+    if refs:
+        payload["componentVariable"] = [
+            {"component": ref.wire()["component"], **({"variable": ref.wire()["variable"]} if ref.variable else {})}
+            for ref in refs]
+    if criteria:
+        payload["componentCriteria"] = list(criteria)
+    answer = await commands.operate(station_id, "GetReport", payload, actor=actor)
     return str(answer.get("status")), request_id
 
 
