@@ -428,6 +428,26 @@ async def test_auto_charge_drivers_authorize_and_stop_locally(simulate, frames):
     await eventually(lambda: _stopped(tx.pk))
 
 
+async def test_password_rotation_from_the_csms(simulate, frames, settings):
+    """The admin's rotation (stations.commands.device_model.rotate_password) with the simulator."""
+    from asgiref.sync import sync_to_async
+
+    from stations.commands.device_model import rotate_password
+    from stations.services.connections import check_station_password, set_station_password
+
+    settings.OCPP_REQUIRE_AUTH = True
+    await Station.objects.acreate(pk="pwsim", registration_status="Accepted")
+    await sync_to_async(set_station_password)("pwsim", "first-password-0123")
+    state = await simulate("pwsim", password="first-password-0123")
+    rotation = await rotate_password("pwsim", actor="test")
+    assert rotation.status == "Accepted" and rotation.promoted
+    await eventually(lambda: _true(state.password == rotation.password))
+    await back_online(state)
+    station = await Station.objects.aget(pk="pwsim")
+    assert check_station_password(rotation.password, station.password_hash)
+    assert not check_station_password("first-password-0123", station.password_hash)
+
+
 @pytest.mark.slow
 async def test_simulate_charger_command_speaks_2_0_1(server):
     """``manage.py simulate_charger <id> --ocpp 2.0.1``: a process of its own, like ``make demo``'s."""
