@@ -138,6 +138,23 @@ async def test_get_base_report_is_sent_in_notify_report_parts(simulate, frames):
     assert answer == {"status": "EmptyResultSet"}
 
 
+async def test_the_admins_base_report_and_variable_commands(simulate):
+    """What the admin's device model page sends (stations.commands.device_model), with the simulator."""
+    from stations.commands import device_model as dm
+    from stations.services.device_model import VariableRef
+
+    state = await simulate("sim201")
+    status, _ = await dm.request_report("sim201", "FullInventory", actor="test")
+    assert status == "Accepted"
+    await eventually(lambda: _is(DeviceVariable.objects.filter(station_id="sim201").acount(), len(state.model.variables)))
+    interval = VariableRef("SampledDataCtrlr", "TxUpdatedInterval")
+    assert (await dm.set_variable("sim201", interval, "2", actor="test")).status == "Accepted"
+    assert state.meter_interval == 2.0
+    assert (await dm.read_variable("sim201", interval, actor="test")).value == "2"
+    refused = await dm.set_variable("sim201", VariableRef("SecurityCtrlr", "SecurityProfile"), "3", actor="test")
+    assert refused.status == "Rejected"
+
+
 async def test_get_and_set_variables_from_the_device_model(simulate):
     state = await simulate("sim201")
 
