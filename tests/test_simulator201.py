@@ -248,6 +248,30 @@ async def test_remote_start_through_the_command_service(simulate, frames):
     await eventually(lambda: _stopped(tx.pk))
 
 
+@pytest.mark.parametrize("path", ["/ws", "/mobile-client"])
+async def test_mobile_app_charges_at_the_simulator(simulate, mobile, path):
+    """startCharging / stopCharging at a 2.0.1 station, as at a 1.6 one (tests/test_mobile_smoke.py)."""
+    await simulate("sim201")
+    client = await mobile(path)
+    await client.result("subscribe", {"stationId": "sim201", "events": ["transaction.*", "meter.*", "remote.*"]})
+    start = await client.request("startCharging", {"stationId": "sim201", "connectorId": 2, "idTag": "MOBILE"})
+    correlation_id = start["result"]["correlationId"]
+    started = await client.event("transaction.started", correlationId=correlation_id)
+    data = started.get("data", started)
+    assert data["stationId"] == "sim201" and data["connectorId"] == 2 and data["idTag"] == "MOBILE"
+    tx_id = data["transactionId"]
+    if path == "/ws":
+        assert isinstance(tx_id, int)
+        meter = await client.event("meter.update", transactionId=tx_id)
+        assert meter["data"]["power"] > 0 and meter["data"]["energy"] >= 0
+    else:
+        delta = await client.event("meter.values.delta", transactionId=tx_id)
+        assert delta["delta"] > 0 and delta["unit"] == "Wh"
+    await client.result("stopCharging", {"stationId": "sim201", "transactionId": tx_id, "connectorId": 2})
+    stopped = await client.event("transaction.stopped", transactionId=tx_id)
+    assert stopped.get("data", stopped)["reason"] == "Remote"
+
+
 async def test_reset_immediate_ends_the_transaction_and_reboots(simulate, frames):
     state = await simulate("sim201")
     await start("sim201", 1)
