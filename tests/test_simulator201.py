@@ -306,6 +306,30 @@ async def test_reset_on_idle_waits_for_the_transaction(simulate, frames):
     await eventually(lambda: _true(len(frames.calls("sim201", "BootNotification")) == 3))
 
 
+async def test_reset_of_one_evse_ends_its_transaction_only(simulate, frames):
+    await simulate("sim201")
+    await start("sim201", 1)
+    await start("sim201", 2, token="OTHER", remote_start_id=43)
+    await eventually(lambda: _true(len({e["evse"]["id"] for e in events(frames, "sim201") if "evse" in e}) == 2))
+    assert await commands.send_command("sim201", "Reset", {"type": "Immediate", "evseId": 2}) == {"status": "Accepted"}
+    ended = await eventually(lambda: _true([e for e in events(frames, "sim201") if e["eventType"] == "Ended"]))
+    assert len(ended) == 1 and ended[0]["transactionInfo"]["stoppedReason"] == "ImmediateReset"
+    assert len(frames.calls("sim201", "BootNotification")) == 1  # the station itself did not reboot
+    assert await commands.send_command("sim201", "Reset", {"type": "OnIdle", "evseId": 1}) == {"status": "Scheduled"}
+    assert await commands.send_command("sim201", "Reset", {"type": "Immediate", "evseId": 5}) == {"status": "Rejected"}
+
+
+async def test_a_blocked_token_ends_the_transaction(simulate, frames):
+    from stations.models import IdTag
+
+    await IdTag.objects.acreate(id_tag="BLOCKED1", type="Central", status="Blocked")
+    await simulate("sim201")
+    assert await start("sim201", 1, token="BLOCKED1") == {"status": "Accepted"}
+    ended = await eventually(lambda: _true([e for e in events(frames, "sim201") if e["eventType"] == "Ended"]))
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("Deauthorized",
+                                                                                        "DeAuthorized")
+
+
 async def test_change_availability_station_evse_connector(simulate, frames):
     state = await simulate("sim201")
 
