@@ -80,6 +80,7 @@ async def test_device_model_table_search_set_and_read(station201, agent):
     assert re.search(r"<code>OfflineThreshold</code>.*?<td>300</td>\s*<td>ReadWrite</td>\s*<td>s</td>", page, re.S)
     assert 'aria-label="New value of EVSE.Power"' not in page  # read-only: no set form
     assert 'aria-label="New value of OCPPCommCtrlr.OfflineThreshold"' in page
+    assert 'aria-label="New value of SecurityCtrlr.BasicAuthPassword"' not in page and "set by Rotate password" in page
     searched = (await agent.get(url("device_model") + "?q=power")).content.decode()
     assert "<code>Power</code>" in searched and "OfflineThreshold" not in searched
     identity = {"component": "OCPPCommCtrlr", "component_instance": "", "evse": "0", "connector": "0",

@@ -12,7 +12,7 @@ from ocpp.v201 import call
 
 from csms.models import Event
 from stations.commands import device_model as dm
-from stations.errors import DomainError
+from stations.errors import DomainError, InvalidValue
 from stations.models import DeviceVariable
 from stations.services.device_model import VariableRef
 from tests.conftest import eventually
@@ -179,6 +179,13 @@ async def test_tc_b_09_set_variables_single_value_is_stored_once_accepted(statio
     assert cp.variables[("OCPPCommCtrlr", "OfflineThreshold")] == "600"
     row = await DeviceVariable.objects.aget(station_id="cs201", variable="OfflineThreshold")
     assert (row.value, row.data_type) == ("600", "integer")  # the report's description stays
+
+
+async def test_basic_auth_password_is_not_set_as_a_plain_variable(station201):
+    cp = await station201("cs201")
+    with pytest.raises(InvalidValue):
+        await dm.set_variable("cs201", VariableRef("SecurityCtrlr", "BasicAuthPassword"), "x" * 20, actor=ACTOR)
+    assert cp.received == [] and not await Event.objects.filter(kind="station.command").aexists()
 
 
 @pytest.mark.parametrize("status, stored", [("Rejected", "300"), ("RebootRequired", "600")])

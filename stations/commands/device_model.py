@@ -17,7 +17,7 @@ from typing import Any
 from csms.events import call_service
 from stations import commands, services
 from stations.commands import CommandError, StationOffline, registry
-from stations.errors import DomainError
+from stations.errors import DomainError, InvalidValue
 from stations.services import connections
 from stations.services.device_model import VariableRef, store_values
 
@@ -159,6 +159,9 @@ def _answered(result: dict[str, Any]) -> tuple[Any, ...]:
 async def set_variable(station_id: str, ref: VariableRef, value: str, *, actor: str) -> VariableResult:
     """SetVariables of one variable; the value is stored once the station answers Accepted or
     RebootRequired (it has it; RebootRequired: it applies it after a reboot)."""
+    if (ref.component, ref.variable) == (PASSWORD_COMPONENT, PASSWORD_VARIABLE):
+        # Its value would be recorded in the command's event and not become the station's password.
+        raise InvalidValue("SecurityCtrlr.BasicAuthPassword is set by rotate_password (the admin's Rotate password)")
     command, params = _request("set_variables", {**_wire_params(ref), "value": value}, "SetVariables",
                                {"setVariableData": [{**_attribute(ref), "attributeValue": value}]})
     result = _result(await commands.operate(station_id, command, params, actor=actor), "setVariableResult")
