@@ -98,6 +98,9 @@ LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "station.registration.changed": lambda data: f"Registration set to {data.get('status')}",
     "station.password.set": lambda data: "Basic-auth password set",
     "station.security_event": _security,
+    "station.device_model.reported": lambda data: (
+        f"Device model report {data['requestId']}: {data['variables']} attributes stored"
+        + (f", {data['skipped']} unreadable entries skipped" if data.get("skipped") else "")),
 }
 
 
