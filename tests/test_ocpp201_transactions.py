@@ -387,3 +387,26 @@ async def test_many_stations_updates_share_a_group_commit(station, priced):
         assert [e["energy"] for e in await kinds("meter.update", f"burst{n}")] == [0, 50, 100]
     ended = await tx_of("burst5", "tx")
     assert ended.stopped_at is not None and ended.meter_stop == 150
+
+
+async def test_no_tariff_no_total_cost(station):
+    cp = await station("free")
+    await cp.transaction_event("Started", "tx-f", token="ANY", meter_value=[energy(0, at(-5))])
+    ended = await cp.transaction_event("Ended", "tx-f", trigger_reason="StopAuthorized",
+                                       meter_value=[energy(10, at(0))])
+    assert ended.total_cost is None  # not priced: absent, which the specification does not read as free
+    assert (await tx_of("free", "tx-f")).energy_wh == 10
+
+
+async def test_superseded_transaction_late_ended_gives_the_charger_values(station, priced):
+    cp = await station("late")
+    await cp.transaction_event("Started", "tx-1", token="TOKEN-A", seq_no=0, meter_value=[energy(0, at(-60))])
+    await cp.transaction_event("Started", "tx-2", token="TOKEN-A", seq_no=0, meter_value=[energy(900, at(-30))])
+    assert (await tx_of("late", "tx-1")).stop_reason == "Other"
+    await cp.transaction_event("Ended", "tx-1", trigger_reason="EVCommunicationLost", seq_no=1,
+                               stopped_reason="EVDisconnected", timestamp=at(-40),
+                               meter_value=[energy(800, at(-40), "Transaction.End")])
+    old = await tx_of("late", "tx-1")
+    assert (old.stop_reason, old.meter_stop, old.energy_wh) == ("EVDisconnected", 800, 800)
+    assert len(await kinds("transaction.stopped", "late")) == 1
+    assert (await tx_of("late", "tx-2")).is_active
