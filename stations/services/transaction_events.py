@@ -87,7 +87,8 @@ def transaction_event(
     args = (station_id, event_type, timestamp, trigger_reason, seq_no, info, evse_id, connector_id, token,
             token_type, meter_value, offline, phases, reservation_id)
     if _maybe_hot(args):
-        outcomes = _transaction_event_many([(args, {})])
+        with atomic():  # as the other path: its locks need a transaction (a group commit's already is one)
+            outcomes = _transaction_event_many([(args, {})])
         if outcomes is not None:
             [(ok, outcome)] = outcomes
             if not ok:
