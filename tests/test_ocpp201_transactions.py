@@ -15,6 +15,7 @@ from ocpp.v201 import call
 from csms.events import call_service
 from csms.models import Event
 from stations import services
+from stations.errors import Conflict
 from stations.models import Connector, IdTag, Tariff, Transaction, TransactionEvent
 from tests.conftest import eventually
 from tests.ocpp201 import Station201, energy
@@ -285,13 +286,15 @@ async def test_remote_start_id_in_updated_after_cable_first(station, priced):
     cp = await station("remote2")
     await cp.status(1, "Available")
     await cp.transaction_event("Started", "tx-c", trigger_reason="CablePluggedIn", charging_state="EVConnected")
-    await Connector.objects.filter(station_id="remote2").aupdate(current_transaction=None, status="Available")
+    # The driver plugged in first: the transaction waits for a token, and the app's remote start gives it.
     remote_start_id = await call_service(services.prepare_remote_start, "remote2", 1, "TOKEN-A",
                                          correlation_id="corr-2")
     await cp.transaction_event("Updated", "tx-c", trigger_reason="RemoteStart", token="TOKEN-A",
                                remote_start_id=remote_start_id)
     [started] = await kinds("transaction.started", "remote2")
     assert (started["correlationId"], started["idTag"]) == ("corr-2", "TOKEN-A")
+    with pytest.raises(Conflict):  # now it is someone's session: busy
+        await call_service(services.prepare_remote_start, "remote2", 1, "TOKEN-B")
 
 
 async def _reconnect(station, station_id: str, reason: str) -> Station201:

@@ -327,7 +327,10 @@ def prepare_remote_start(
         # The connector's row lock orders concurrent starts (PostgreSQL): the
         # second one sees the first one's request.
         connector = _locked_connector(station_id, evse_id)
-        if connector.current_transaction_id or connector.status in rules.BUSY_STATUSES:
+        # A 2.0.1 transaction not authorized yet (started when the cable was plugged in, no token) is
+        # what a remote start authorizes (its remoteStartId then comes in an Updated): not busy.
+        current = connector.current_transaction
+        if (current is not None and current.id_tag) or connector.status in rules.BUSY_STATUSES:
             raise Conflict(f"Connector {evse_id} is busy ({connector.status})")
         now = timezone.now()
         pending = (
