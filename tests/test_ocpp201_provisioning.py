@@ -4,6 +4,7 @@ Named after the OCTT 2.0.1 CSMS test cases (TC_B_01_CSMS ...)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
@@ -48,10 +49,32 @@ async def test_tc_b_02_pending_station_may_only_boot_and_answer(station201, sett
             transaction_info={"transaction_id": "tx-p"}, evse={"id": 1}), suppress=False)
     await cp.heartbeat()
     await cp.status(1, "Available")
+    # The CSMS asks a Pending station for its device model (OCPP_PENDING_BASE_REPORT), once.
+    asked = await cp.wait_for("GetBaseReport")
+    assert asked["report_base"] == "FullInventory" and isinstance(asked["request_id"], int)
     # Accepted from the admin (or `manage.py station add`): the next boot is answered Accepted.
     await Station.objects.filter(pk="newcomer").aupdate(registration_status="Accepted")
     assert (await cp.boot()).status == "Accepted"
     assert (await cp.authorize("T1")).id_token_info["status"] == "Accepted"
+    assert [name for name, _ in cp.received].count("GetBaseReport") == 1
+
+
+async def test_pending_station_with_a_device_model_is_not_asked_again(station201, settings):
+    from stations.models import DeviceVariable
+
+    settings.OCPP_UNKNOWN_STATIONS = "pending"
+    row = await Station.objects.acreate(pk="known201", registration_status="Pending")
+    await DeviceVariable.objects.acreate(station=row, component="ChargingStation", variable="Model", value="M")
+    cp = await station201("known201", boot=False)
+    assert (await cp.boot()).status == "Pending"
+    await cp.heartbeat()
+    await asyncio.sleep(0.3)
+    assert "GetBaseReport" not in [name for name, _ in cp.received]
+    settings.OCPP_PENDING_BASE_REPORT = False
+    await DeviceVariable.objects.filter(station=row).adelete()
+    assert (await cp.boot()).status == "Pending"
+    await asyncio.sleep(0.3)
+    assert "GetBaseReport" not in [name for name, _ in cp.received]
 
 
 async def test_tc_b_03_rejected_station_gets_rejected(station201):

@@ -179,3 +179,8 @@ def store_values(station_id: str, values: Iterable[tuple[VariableRef, str]]) -> 
 
 def device_model(station_id: str) -> list[DeviceVariable]:
     return list(DeviceVariable.objects.filter(station_id=station_id))
+
+
+def has_device_model(station_id: str) -> bool:
+    """Whether a station has reported any of its device model."""
+    return DeviceVariable.objects.filter(station_id=station_id).exists()

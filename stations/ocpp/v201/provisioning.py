@@ -3,16 +3,21 @@ notifications."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
+from csms.events import call_service
 from stations import services
 from stations.ocpp.dispatch import run
+from stations.services import device_model
+
+log = logging.getLogger("stations.ocpp")
 
 
 def boot_info(charging_station: dict[str, Any], reason: str) -> services.BootInfo:
@@ -44,6 +49,31 @@ class ProvisioningHandlers:
             interval=settings.OCPP_HEARTBEAT_INTERVAL,
             status=status,
         )
+
+    @after(Action.boot_notification)
+    async def after_boot_notification(self, **payload: Any) -> None:
+        """B02: a Pending station is one the CSMS wants to know more about before accepting it. Once
+        its boot is answered, the CSMS asks it for its whole device model (GetBaseReport FullInventory)
+        unless it has one already, so that the operator deciding on it sees what it is
+        (OCPP_PENDING_BASE_REPORT)."""
+        if self.registration_status != "Pending" or not settings.OCPP_PENDING_BASE_REPORT:
+            return
+        from stations.commands import CommandError
+        from stations.commands.device_model import request_report
+        from stations.errors import DomainError
+
+        try:
+            if await call_service(device_model.has_device_model, self.station_id):
+                return
+            status, request_id = await request_report(self.station_id, "FullInventory",
+                                                      actor="system:pending-boot")
+            log.info("[OCPP:GetBaseReport] station=%s Pending: device model asked (requestId %s): %s",
+                     self.station_id, request_id, status)
+        except (CommandError, DomainError) as error:
+            log.warning("[OCPP:GetBaseReport] station=%s Pending: device model not asked: %s", self.station_id,
+                        error)
+        except Exception:
+            log.exception("[OCPP:GetBaseReport] station=%s Pending: device model not asked", self.station_id)
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **extra: Any) -> call_result.Heartbeat:
