@@ -260,7 +260,7 @@ def device_model(evses: int, connectors_per_evse: int, *, heartbeat_interval: in
         V("SampledDataCtrlr", "TxEndedMeasurands", "Energy.Active.Import.Register", mutability="ReadWrite",
           data_type="MemberList", values_list=measurands),
         V("SampledDataCtrlr", "TxEndedInterval", "0", mutability="ReadWrite", data_type="integer", unit="s"),
-        V("AlignedDataCtrlr", "Enabled", "false", data_type="boolean"),
+        V("AlignedDataCtrlr", "Enabled", "true", data_type="boolean"),
         V("AlignedDataCtrlr", "Interval", "0", mutability="ReadWrite", data_type="integer", unit="s"),
         V("AlignedDataCtrlr", "Measurands", "Energy.Active.Import.Register", mutability="ReadWrite",
           data_type="MemberList", values_list=measurands),
@@ -652,6 +652,24 @@ class StationState:
         link, self.link = self.link, None
         if link is not None:
             await link.close()
+
+    async def clock_aligned_forever(self) -> None:
+        """AlignedDataCtrlr.Interval > 0: readings at each multiple of it past midnight (Sample.Clock), in a
+        TransactionEvent (MeterValueClock) during a transaction, else in MeterValues (only while online)."""
+        while True:
+            interval = int(self.model.value("AlignedDataCtrlr", "Interval") or 0)
+            if interval <= 0:
+                await asyncio.sleep(1)
+                continue
+            now = dt.datetime.now(dt.UTC).timestamp() + self.clock_offset
+            await asyncio.sleep(interval - now % interval)
+            measurands = self.model.value("AlignedDataCtrlr", "Measurands")
+            for evse in self.evses.values():
+                reading = self.sample(evse, "Sample.Clock", measurands)
+                if evse.transaction is not None:
+                    self.transaction_event(evse, "Updated", "MeterValueClock", meter_value=[reading])
+                else:
+                    await self.send(call.MeterValues(evse_id=evse.id, meter_value=[reading]))
 
     async def drivers_forever(self, every: float) -> None:
         """Local sessions as drivers with RFID cards would start them, about one per EVSE every ``every``
@@ -1056,6 +1074,7 @@ async def run_station(
     # Profile 1 is basic auth over ws://, 2 the same over TLS (profile 3's client certificate: not simulated).
     state.model.get("SecurityCtrlr", "SecurityProfile").value = "2" if url.startswith("wss://") else "1"
     drivers = state.spawn(state.drivers_forever(auto_charge)) if auto_charge else None
+    state.spawn(state.clock_aligned_forever())
     try:
         while True:
             server_wait = None

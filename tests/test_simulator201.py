@@ -260,16 +260,34 @@ async def test_mobile_app_charges_at_the_simulator(simulate, mobile, path):
     data = started.get("data", started)
     assert data["stationId"] == "sim201" and data["connectorId"] == 2 and data["idTag"] == "MOBILE"
     tx_id = data["transactionId"]
+    # The Started's reading is the register alone; the Updated ones that follow carry power and energy.
     if path == "/ws":
         assert isinstance(tx_id, int)
         meter = await client.event("meter.update", transactionId=tx_id)
+        while not meter["data"]["power"]:
+            meter = await client.event("meter.update", transactionId=tx_id)
         assert meter["data"]["power"] > 0 and meter["data"]["energy"] >= 0
     else:
         delta = await client.event("meter.values.delta", transactionId=tx_id)
+        while not delta["delta"]:
+            delta = await client.event("meter.values.delta", transactionId=tx_id)
         assert delta["delta"] > 0 and delta["unit"] == "Wh"
     await client.result("stopCharging", {"stationId": "sim201", "transactionId": tx_id, "connectorId": 2})
     stopped = await client.event("transaction.stopped", transactionId=tx_id)
     assert stopped.get("data", stopped)["reason"] == "Remote"
+
+
+async def test_clock_aligned_readings(simulate, frames):
+    await simulate("sim201")
+    answer = await commands.send_command("sim201", "SetVariables", {"setVariableData": [{
+        "component": {"name": "AlignedDataCtrlr"}, "variable": {"name": "Interval"}, "attributeValue": "1"}]})
+    assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    meter = (await eventually(lambda: _true(frames.calls("sim201", "MeterValues")), timeout=4))[0]
+    assert meter["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock"
+    await start("sim201", 1)
+    clock = await eventually(lambda: _true(
+        [e for e in events(frames, "sim201") if e["triggerReason"] == "MeterValueClock"]), timeout=4)
+    assert clock[0]["meterValue"][0]["sampledValue"][0]["measurand"] == "Energy.Active.Import.Register"
 
 
 async def test_reset_immediate_ends_the_transaction_and_reboots(simulate, frames):
