@@ -499,8 +499,8 @@ class StationState:
             values.append({"value": round(value, 1), "context": context, "measurand": measurand,
                            "unit_of_measure": {"unit": unit}, **more})
 
-        if "Energy.Active.Import.Register" in wanted:
-            add(evse.energy_wh, "Energy.Active.Import.Register", "Wh")
+        if "Energy.Active.Import.Register" in wanted:  # a register counts whole Wh
+            add(int(evse.energy_wh), "Energy.Active.Import.Register", "Wh")
         if "Power.Active.Import" in wanted:
             add(evse.power_w, "Power.Active.Import", "W")
         if "Current.Import" in wanted:
