@@ -33,6 +33,8 @@ class Param:
     label: str = ""
     required: bool = True
     choices: tuple[str, ...] = ()
+    # Also accepted, not listed: another OCPP version's words for the same choices (reset: OnIdle = Soft).
+    aliases: tuple[str, ...] = ()
     minimum: int | None = None
     maximum: int | None = None
     max_length: int | None = None
@@ -72,7 +74,7 @@ class Param:
     def _check_text(self, value: str) -> None:
         if self.max_length is not None and len(value) > self.max_length:
             raise InvalidValue(f"{self.wire} must be at most {self.max_length} characters")
-        if self.choices and value not in self.choices:
+        if self.choices and value not in self.choices and value not in self.aliases:
             raise InvalidValue(f"{self.wire} must be one of {', '.join(self.choices)}")
 
 
@@ -113,21 +115,41 @@ def get(name: str) -> Command:
 
 
 CONNECTOR = Param("connector", int, "Connector", minimum=1, maximum=1000, refers_to="connector")
+# The connector within an EVSE (2.0.1's connectorId; a 1.6 station has one per connector: 1).
+CONNECTOR_ID = Param("connector_id", int, "Connector of the EVSE", required=False, minimum=1, maximum=100)
 # 36: a token as 2.0.1 has it; the station's adapter refuses one longer than its version carries (1.6: 20).
 ID_TAG = Param("id_tag", str, "idTag", max_length=36)
+# 2.0.1's device model names (CiString50); a request's id (the builder makes one when left out).
+COMPONENT = Param("component", str, "Component", max_length=50)
+VARIABLE = Param("variable", str, "Variable", max_length=50)
+REQUEST_ID = Param("request_id", int, "Request id", required=False, minimum=0, maximum=2**31 - 1)
+VARIABLE_PARAMS = (
+    COMPONENT, VARIABLE,
+    Param("component_instance", str, "Component instance", required=False, max_length=50),
+    Param("variable_instance", str, "Variable instance", required=False, max_length=50),
+    Param("evse", int, "EVSE", required=False, minimum=1, maximum=1000),
+    CONNECTOR_ID,
+    Param("attribute_type", str, "Attribute", required=False, choices=("Actual", "Target", "MinSet", "MaxSet")),
+)
 
 register(Command("remote_start", "Remote start", (CONNECTOR, ID_TAG), scope=WRITE_CHARGING, button="Start",
                  summary="Ask the charger to start a transaction on a connector for an idTag."))
 register(Command("remote_stop", "Remote stop",
                  (Param("transaction", int, "Transaction", minimum=1, maximum=2**53, refers_to="transaction"),),
                  scope=WRITE_CHARGING, button="Stop", summary="Ask the charger to stop an active transaction."))
-register(Command("reset", "Reset", (Param("type", str, "Type", choices=("Soft", "Hard")),), button="Reset",
-                 summary="Restart the charger (Soft: after ending transactions; Hard: at once)."))
-register(Command("unlock", "Unlock connector", (CONNECTOR,), button="Unlock",
+# Soft/Hard are 1.6's words, OnIdle/Immediate 2.0.1's: each adapter maps the other pair (Soft = OnIdle).
+register(Command("reset", "Reset", (Param("type", str, "Type", choices=("Soft", "Hard"),
+                                          aliases=("OnIdle", "Immediate")),
+                                    Param("evse", int, "EVSE", required=False, minimum=1, maximum=1000,
+                                          refers_to="connector")),
+                 button="Reset",
+                 summary="Restart the charger, or one EVSE of a 2.0.1 station (Soft/OnIdle: after ending "
+                         "transactions; Hard/Immediate: at once)."))
+register(Command("unlock", "Unlock connector", (CONNECTOR, CONNECTOR_ID), button="Unlock",
                  summary="Release the cable locked in a connector."))
 register(Command("change_availability", "Change availability",
                  (Param("connector", int, "Connector", minimum=0, maximum=1000, refers_to="connector"),
-                  Param("type", str, "Type", choices=("Operative", "Inoperative"))),
+                  Param("type", str, "Type", choices=("Operative", "Inoperative")), CONNECTOR_ID),
                  button="Change", summary="Take a connector (0: the whole station) in or out of service."))
 register(Command("get_configuration", "Read configuration",
                  (Param("keys", list, "Keys", required=False, max_length=50, default=()),),
@@ -139,7 +161,7 @@ register(Command("change_configuration", "Change configuration",
 register(Command("trigger_message", "Trigger message",
                  (Param("message", str, "Message", required=False, default="StatusNotification",
                         choices=("StatusNotification", "BootNotification", "Heartbeat", "MeterValues",
-                                 "FirmwareStatusNotification")),
+                                 "FirmwareStatusNotification", "TransactionEvent", "LogStatusNotification")),
                   Param("connector", int, "Connector", required=False, minimum=1, maximum=1000,
                         refers_to="connector")),
                  button="Trigger", summary="Ask the charger to send a message now (for one connector or all)."))
@@ -150,3 +172,21 @@ register(Command("data_transfer", "Data transfer",
                   Param("message_id", str, "Message id", required=False, max_length=50),
                   Param("data", str, "Data", required=False, max_length=10000)),
                  summary="A vendor-specific message to the charger."))
+# OCPP 2.0.1's device model (a 1.6 station has none: Conflict). The reports come as NotifyReport.
+register(Command("get_base_report", "Request a base report",
+                 (Param("report_base", str, "Report", choices=("ConfigurationInventory", "FullInventory",
+                                                                "SummaryInventory")), REQUEST_ID),
+                 button="Request", summary="Ask a 2.0.1 station to report its device model (NotifyReport)."))
+register(Command("get_report", "Request a report",
+                 (Param("component", str, "Component", required=False, max_length=50),
+                  Param("variable", str, "Variable", required=False, max_length=50),
+                  Param("criteria", list, "Criteria", required=False, default=(),
+                        choices=("Active", "Available", "Enabled", "Problem")), REQUEST_ID),
+                 button="Request",
+                 summary="Ask a 2.0.1 station to report one component (or variable), or the components meeting "
+                         "criteria (Active, Available, Enabled, Problem)."))
+register(Command("get_variables", "Read a variable", VARIABLE_PARAMS, button="Read",
+                 summary="One variable of a 2.0.1 station's device model."))
+register(Command("set_variables", "Set a variable",
+                 (*VARIABLE_PARAMS, Param("value", str, "Value", max_length=1000)), button="Set",
+                 summary="Set one variable of a 2.0.1 station's device model."))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stations.errors import InvalidValue
 from stations.ocpp.adapter import Builder, Configuration
 
 # The CSMS-initiated actions this CSMS sends (station_command's raw form).
@@ -38,11 +39,43 @@ def remote_stop(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"transactionId": params["transaction"]}
 
 
+# The registry's reset words as 1.6 says them (2.0.1's OnIdle ends transactions first: Soft).
+RESET_TYPES = {"Soft": "Soft", "Hard": "Hard", "OnIdle": "Soft", "Immediate": "Hard"}
+# TriggerMessage's messages 1.6 has (2.0.1 adds TransactionEvent and LogStatusNotification).
+TRIGGERS = frozenset({"StatusNotification", "BootNotification", "Heartbeat", "MeterValues",
+                      "FirmwareStatusNotification", "DiagnosticsStatusNotification"})
+
+
+def _one_connector(params: Mapping[str, Any]) -> None:
+    """A 1.6 connector is its own EVSE: a connectorId within it other than 1 cannot be said."""
+    if params.get("connector_id") not in (None, 1):
+        raise InvalidValue("connectorId must be 1 for an OCPP 1.6 station (each connector is its own; "
+                           "name it as connector)")
+
+
+def reset(params: Mapping[str, Any]) -> dict[str, Any]:
+    if params.get("evse") is not None:
+        raise InvalidValue("evse: an OCPP 1.6 station resets only as a whole")
+    return {"type": RESET_TYPES[params["type"]]}
+
+
+def unlock(params: Mapping[str, Any]) -> dict[str, Any]:
+    _one_connector(params)
+    return {"connectorId": params["connector"]}
+
+
+def change_availability(params: Mapping[str, Any]) -> dict[str, Any]:
+    _one_connector(params)
+    return {"connectorId": params["connector"], "type": params["type"]}
+
+
 def get_configuration(params: Mapping[str, Any]) -> dict[str, Any]:
     return _present({"key": list(params.get("keys") or ()) or None})
 
 
 def trigger_message(params: Mapping[str, Any]) -> dict[str, Any]:
+    if params["message"] not in TRIGGERS:
+        raise InvalidValue(f"message: OCPP 1.6 has no {params['message']} to trigger")
     return _present({"requestedMessage": params["message"], "connectorId": params.get("connector")})
 
 
@@ -51,13 +84,14 @@ def data_transfer(params: Mapping[str, Any]) -> dict[str, Any]:
                      "data": params.get("data")})
 
 
+# The 2.0.1-only commands (get_base_report, get_report, get_variables, set_variables) are not here:
+# stations.commands refuses them for a 1.6 station (Conflict, 409).
 COMMANDS: dict[str, tuple[str, Builder]] = {
     "remote_start": ("RemoteStartTransaction", remote_start),
     "remote_stop": ("RemoteStopTransaction", remote_stop),
-    "reset": ("Reset", lambda params: {"type": params["type"]}),
-    "unlock": ("UnlockConnector", lambda params: {"connectorId": params["connector"]}),
-    "change_availability": ("ChangeAvailability",
-                            lambda params: {"connectorId": params["connector"], "type": params["type"]}),
+    "reset": ("Reset", reset),
+    "unlock": ("UnlockConnector", unlock),
+    "change_availability": ("ChangeAvailability", change_availability),
     "get_configuration": ("GetConfiguration", get_configuration),
     "change_configuration": ("ChangeConfiguration", lambda params: {"key": params["key"], "value": params["value"]}),
     "trigger_message": ("TriggerMessage", trigger_message),
