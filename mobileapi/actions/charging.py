@@ -70,7 +70,8 @@ async def _id_tag_for(key: services.KeyInfo, requested: str | None) -> str:
             "required": ["stationId", "connectorId"]},
     scope=REGISTRY["remote_start"].scope,
     detached=True,
-    summary="Asks the charger to start a transaction (OCPP RemoteStartTransaction). `idTag` may be left out "
+    summary="Asks the charger to start a transaction (OCPP 1.6 RemoteStartTransaction, 2.0.1 "
+            "RequestStartTransaction with a remoteStartId tied to the correlationId). `idTag` may be left out "
             "only by a key bound to exactly one idTag (that tag is used); a bound key may use only its own tags.",
     result="`status` and `correlationId` (`corr-<ms>-<stationId>-<connectorId>`), the id carried by the "
            "`remote.start.result` and `transaction.started` events of this start.",
@@ -99,12 +100,13 @@ async def start_charging(conn: MobileConsumer, params: dict[str, Any]) -> dict[s
     id_tag = await _id_tag_for(key, params.get("idTag"))
     correlation_id = f"corr-{int(time.time() * 1000)}-{station_id}-{connector_id}"
     conn.issued_command(correlation_id)  # before the command: its outcome may come before the reply
-    await commands.prepare_remote_start(
+    prepared = await commands.prepare_remote_start(
         station_id, connector_id, id_tag, correlation_id=correlation_id, actor=key.as_actor
     )
     def execute(on_sent: Callable[[], None] | None = None) -> Coroutine[Any, Any, str]:
         return commands.execute_remote_start(
-            station_id, connector_id, id_tag, correlation_id=correlation_id, actor=key.actor, on_sent=on_sent
+            station_id, connector_id, id_tag, correlation_id=correlation_id, actor=key.actor, on_sent=on_sent,
+            prepared=prepared,
         )
 
     if conn.dialect.start_replies_pending:
@@ -119,7 +121,8 @@ async def start_charging(conn: MobileConsumer, params: dict[str, Any]) -> dict[s
     params={"properties": {"transactionId": TRANSACTION_ID, "stationId": STATION_ID, "connectorId": CONNECTOR_ID}},
     scope=REGISTRY["remote_stop"].scope,
     detached=True,
-    summary="Asks the charger to stop an active transaction (OCPP RemoteStopTransaction): give `transactionId`, "
+    summary="Asks the charger to stop an active transaction (OCPP 1.6 RemoteStopTransaction, 2.0.1 "
+            "RequestStopTransaction with the station's own transactionId): give `transactionId`, "
             "or `stationId` and `connectorId` (`transactionId` alone decides when both are given).",
     result="`status`, `correlationId` (`corr-stop-<ms>`, carried by `remote.stop.result` and "
            "`transaction.stopped`) and `transactionId`.",

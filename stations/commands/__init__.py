@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -26,7 +27,7 @@ from stations import services
 from stations.actors import CHARGER, Actor
 from stations.commands import registry
 from stations.errors import ChargerError, Conflict, DomainError, NotFound, Timeout, Unavailable
-from stations.models import Station, Transaction
+from stations.models import IdTag, Station, TokenType, Transaction
 from stations.ocpp import Adapter, Configuration
 
 log = logging.getLogger("stations.commands")
@@ -274,7 +275,8 @@ async def remote_start(
     actor: str = "",
     timeout: float | None = None,
 ) -> str:
-    """RemoteStartTransaction with its preconditions; returns the charger's status.
+    """A remote start (1.6 RemoteStartTransaction, 2.0.1 RequestStartTransaction) with its preconditions;
+    returns the charger's status.
 
     ``requested_by`` is recorded with the transaction the charger then starts;
     ``actor`` (default: its event-log spelling) with the events. The outcome
@@ -282,37 +284,52 @@ async def remote_start(
     ``remote.start.result`` event carrying the correlationId, and the
     transaction the charger then starts carries it in ``transaction.started``.
     """
-    await prepare_remote_start(station_id, connector_id, id_tag, correlation_id=correlation_id, actor=requested_by)
+    prepared = await prepare_remote_start(station_id, connector_id, id_tag, correlation_id=correlation_id,
+                                          actor=requested_by)
     return await execute_remote_start(station_id, connector_id, id_tag, correlation_id=correlation_id,
-                                      actor=actor or requested_by.event_actor, timeout=timeout)
+                                      actor=actor or requested_by.event_actor, timeout=timeout, prepared=prepared)
 
 
-async def prepare_remote_start(station_id: str, connector_id: int, id_tag: str, **who: Any) -> None:
+@dataclass(frozen=True)
+class PreparedStart:
+    """What a remembered remote start is sent with: its request's id (2.0.1's remoteStartId, which the
+    station's TransactionEvent carries back) and the token's type (its IdTag row's, else Central)."""
+
+    remote_start_id: int
+    token_type: str
+
+
+async def prepare_remote_start(station_id: str, connector_id: int, id_tag: str, **who: Any) -> PreparedStart:
     """Check the station and connector can start (404/409), and the token fits the station's OCPP version
     (400), and remember who asked (``correlation_id``, ``actor``: see services.prepare_remote_start)."""
     _require_bus(action_of("remote_start", ""))
-    await call_service(_prepare_remote_start, station_id, connector_id, id_tag, who)
+    return await call_service(_prepare_remote_start, station_id, connector_id, id_tag, who)
 
 
-def _prepare_remote_start(station_id: str, connector_id: int, id_tag: str, who: dict[str, Any]) -> None:
+def _prepare_remote_start(station_id: str, connector_id: int, id_tag: str, who: dict[str, Any]) -> PreparedStart:
     # Before the request is remembered: a token the charger's version cannot carry would hold the
     # connector's "remote start pending" until the timeout for a command never sent.
     version = Station.objects.filter(pk=station_id).values_list("ocpp_version", flat=True).first()
     if version is not None:
         adapters.for_version(version).check_token(id_tag)
-    services.prepare_remote_start(station_id, connector_id, id_tag, **who)
+    remote_start_id = services.prepare_remote_start(station_id, connector_id, id_tag, **who)
+    token_type = IdTag.objects.filter(id_tag=id_tag).values_list("type", flat=True).first()
+    return PreparedStart(remote_start_id, token_type or TokenType.CENTRAL)
 
 
 async def execute_remote_start(
     station_id: str, connector_id: int, id_tag: str, *, correlation_id: str = "", actor: str = "",
-    timeout: float | None = None, on_sent: Callable[[], None] | None = None,
+    timeout: float | None = None, on_sent: Callable[[], None] | None = None, prepared: PreparedStart | None = None,
 ) -> str:
-    """Send a prepared RemoteStartTransaction and record its outcome (``on_sent``: called
-    once the command is on its way to the charger)."""
+    """Send a prepared remote start (RemoteStartTransaction, RequestStartTransaction) and record its outcome
+    (``on_sent``: called once the command is on its way to the charger; ``prepared``: what
+    ``prepare_remote_start`` returned)."""
     result: dict[str, Any] = {"stationId": station_id, "connectorId": connector_id, "idTag": id_tag}
     if correlation_id:
         result["correlationId"] = correlation_id
-    params = {"connector": connector_id, "id_tag": id_tag}
+    params: dict[str, Any] = {"connector": connector_id, "id_tag": id_tag}
+    if prepared is not None:
+        params.update(remote_start_id=prepared.remote_start_id, token_type=prepared.token_type)
     status, error = await _send_recording(station_id, "remote_start", params, timeout, on_sent)
     if status != "Accepted":
         await call_service(services.forget_remote_start, station_id, id_tag, correlation_id)
@@ -355,14 +372,16 @@ async def execute_remote_stop(
     tx: Transaction, *, correlation_id: str = "", actor: str = "", timeout: float | None = None,
     on_sent: Callable[[], None] | None = None,
 ) -> str:
-    """Send a prepared RemoteStopTransaction and record its outcome (``on_sent`` as for a start)."""
+    """Send a prepared remote stop (RemoteStopTransaction, RequestStopTransaction) and record its outcome (``on_sent`` as for a start)."""
     result: dict[str, Any] = {"stationId": tx.station_id, "connectorId": tx.connector.number, "transactionId": tx.pk}
     if correlation_id:
         result["correlationId"] = correlation_id
     # Recorded before sending: the charger's StopTransaction may arrive before its answer, and
     # services._close attributes transaction.stopped to whoever asked (not to its starter).
     await call_service(services.record_command, "remote.stop.requested", tx.station_id, result, actor=actor)
-    status, error = await _send_recording(tx.station_id, "remote_stop", {"transaction": tx.pk}, timeout, on_sent)
+    # 1.6 stops the CSMS's integer id (the one it gave the charger), 2.0.1 the station's own transactionId.
+    params = {"transaction": tx.pk, "charger_transaction_id": tx.charger_transaction_id or None}
+    status, error = await _send_recording(tx.station_id, "remote_stop", params, timeout, on_sent)
     await call_service(services.record_command, "remote.stop.result", tx.station_id, {**result, "status": status},
                        actor=actor)
     if error is not None:
