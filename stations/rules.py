@@ -10,8 +10,12 @@ from typing import TypedDict
 
 from stations.values import excerpt, finite
 
-# Connector statuses that mean "a transaction holds this connector".
+# Connector statuses that mean "a transaction holds this connector" (a 2.0.1 connector with a transaction
+# shows its TransactionEvent's chargingState: Charging, SuspendedEV, SuspendedEVSE; EVConnected/Idle: Occupied).
 CHARGING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
+# Statuses no remote start is sent to. 2.0.1's Occupied (an EV is plugged in) is not one: like 1.6's
+# Preparing it is a vehicle waiting for its start (F01, cable plugged in first); a connector whose
+# transaction holds it is busy by that transaction, whatever its status.
 BUSY_STATUSES = CHARGING_STATUSES | {"Finishing", "Reserved", "Faulted", "Unavailable"}
 
 
@@ -21,7 +25,8 @@ def station_status(is_online: bool, connector_statuses: Iterable[str]) -> str:
     Offline when the socket is closed; Charging when any connector charges;
     Available when every connector is available; PartiallyAvailable when
     some are; Unavailable when none is available or charging (or there are no
-    connectors to use). Connector 0 (the station itself) is not counted.
+    connectors to use). Connector 0 (the station itself) is not counted. 2.0.1's
+    Occupied (plugged in, not charging) is not available, as 1.6's Preparing is not.
     """
     if not is_online:
         return "Offline"

@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied
 
 from csms.events import call_service
 from stations import commands, rules, services
+from stations import ocpp as adapters
 from stations.actors import Actor
 from stations.commands.registry import REGISTRY, Command, Param
 from stations.models import Connector, RegistrationStatus, Station, Transaction
@@ -43,7 +44,7 @@ def _field(param: Param, station: Station) -> forms.Field:
         else:
             choices = []  # a transaction: the operation's form offers the active ones
         if not param.required:
-            choices = [("", "All connectors"), *choices]
+            choices = [("", "Whole station" if param.name == "evse" else "All connectors"), *choices]
         return forms.TypedChoiceField(label=label, coerce=int, choices=choices, required=param.required,
                                       empty_value=None)
     if param.choices:
@@ -53,6 +54,22 @@ def _field(param: Param, station: Station) -> forms.Field:
         return forms.IntegerField(label=label, min_value=param.minimum, max_value=param.maximum,
                                   required=param.required)
     return forms.CharField(label=label, max_length=param.max_length, required=param.required)
+
+
+# What each version's stations are offered of a command's parameters: the choices it can say (its adapter maps
+# or refuses the others) and the parameters it has no use for (1.6: each connector is its own EVSE).
+_CHOICES: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
+    "1.6": {("reset", "type"): ("Soft", "Hard"),
+            ("trigger_message", "message"): ("StatusNotification", "BootNotification", "Heartbeat", "MeterValues",
+                                             "FirmwareStatusNotification")},
+    "2.0.1": {("reset", "type"): ("OnIdle", "Immediate")},
+}
+_UNUSED: dict[str, frozenset[str]] = {"1.6": frozenset({"evse", "connector_id"})}
+
+
+def offered(command: Command, station: Station) -> bool:
+    """Whether the station's OCPP version has the command (1.6 has no device-model commands)."""
+    return command.name in adapters.for_version(station.ocpp_version).commands
 
 
 class StationForm(forms.Form):
@@ -65,9 +82,19 @@ class StationForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.station = station
         self.unavailable = ""
+        version = adapters.for_version(station.ocpp_version).version
+        name = self.command.name if self.command else ""
         for param in self.command.params if self.command else ():
-            self.fields[param.name] = _field(param, station)
+            if param.name in _UNUSED.get(version, ()):
+                continue
+            self.fields[param.name] = field = _field(param, station)
+            choices = _CHOICES.get(version, {}).get((name, param.name))
+            if choices and isinstance(field, forms.ChoiceField):
+                field.choices = [(choice, choice) for choice in choices]
+                field.initial = param.default if param.default in choices else None
         self.setup()
+        if self.command is not None and not offered(self.command, station):
+            self.unavailable = f"An OCPP {station.ocpp_version} station has no {self.command.title.lower()}."
         if self.needs_online and not station.is_online:
             self.unavailable = "The charger is offline: it cannot be sent commands until it reconnects."
 
@@ -205,6 +232,8 @@ def operations() -> dict[str, Operation]:
     return {op.name: op for op in (*map(_operation, REGISTRY.values()), _REGISTRATION)}
 
 
-def panel() -> list[Operation]:
-    """What the "Act on the charger" panel offers, in the registry's order."""
-    return [_operation(command) for name, command in REGISTRY.items() if name not in _OWN_PAGE]
+def panel(station: Station | None = None) -> list[Operation]:
+    """What the "Act on the charger" panel offers, in the registry's order: for a station, the commands its
+    OCPP version has (a 2.0.1 station's device-model commands too)."""
+    return [_operation(command) for name, command in REGISTRY.items()
+            if name not in _OWN_PAGE and (station is None or offered(command, station))]
