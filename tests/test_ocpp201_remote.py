@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from ocpp.v201 import call
 
 from csms.models import Event
@@ -17,8 +18,10 @@ from stations import commands
 from stations import ocpp as adapters
 from stations.errors import Conflict, InvalidValue
 from stations.models import IdTag, RemoteStartRequest, Transaction
+from tests.admin_support import make_support
 from tests.conftest import http_json
 from tests.ocpp201 import Station201, energy
+from tests.test_admin import ServerLikeAsyncClient, post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -259,3 +262,49 @@ async def test_get_configuration_reads_a_16_key_as_its_201_variable(station201) 
     assert event is not None and event.data["answer"] == {"variables": 2, "accepted": 1}  # a summary, no values
     with pytest.raises(InvalidValue, match="name it Component.Variable"):
         await commands.operate("cs201", "get_configuration", {"keys": ["NoSuchKey"]}, actor="test")
+
+
+# --- The admin's "Act on the charger" panel --------------------------------------------------------
+
+def _check_the_panels() -> None:
+    from stations.admin import operations
+    from stations.models import Station
+
+    stations = {station.ocpp_version: station for station in Station.objects.filter(pk__in=["cs201", "fora072"])}
+    names = {version: [op.name for op in operations.panel(station)] for version, station in stations.items()}
+    device_model = {"get_base_report", "get_report", "get_variables", "set_variables"}
+    assert device_model <= set(names["2.0.1"]) and not device_model & set(names["1.6"])
+    assert set(names["1.6"]) == set(names["2.0.1"]) - device_model
+    # The forms speak the version's words: OnIdle/Immediate and an EVSE for 2.0.1, Soft/Hard and none for 1.6.
+    reset = operations.form_of(operations.REGISTRY["reset"])
+    form_201, form_16 = reset(stations["2.0.1"]), reset(stations["1.6"])
+    assert [value for value, _ in form_201.fields["type"].choices] == ["OnIdle", "Immediate"]
+    assert [value for value, _ in form_16.fields["type"].choices] == ["Soft", "Hard"]
+    assert "evse" in form_201.fields and "evse" not in form_16.fields
+    report_16 = operations.form_of(operations.REGISTRY["get_base_report"])(stations["1.6"])
+    assert report_16.unavailable == "An OCPP 1.6 station has no request a base report."
+
+
+@pytest.fixture
+async def admin_agent(transactional_db: None) -> ServerLikeAsyncClient:
+    client = ServerLikeAsyncClient()
+    await client.aforce_login(await sync_to_async(make_support)())
+    return client
+
+
+async def test_the_admin_panel_offers_what_the_station_version_has(station201, charger_factory, admin_agent) -> None:
+    cp = await _ready(station201)
+    await charger_factory("fora072", connectors=1)
+    await sync_to_async(_check_the_panels)()
+
+    page = await post(admin_agent, "cs201", "reset", {"type": "Immediate", "evse": "1"})
+    assert "Station cs201: Reset: the charger answered Accepted" in page
+    assert await cp.wait_for("Reset") == {"type": "Immediate", "evse_id": 1}
+    page = await post(admin_agent, "cs201", "get_base_report", {"report_base": "FullInventory"})
+    assert "GetBaseReport: the charger answered Accepted" in page
+    assert (await cp.wait_for("GetBaseReport"))["report_base"] == "FullInventory"
+    page = await post(admin_agent, "cs201", "remote_start", {"connector": "1", "id_tag": "SUPPORT-1"})
+    assert "RequestStartTransaction on connector 1: the charger answered Accepted" in page
+    request = await cp.wait_for("RequestStartTransaction")
+    asked = await RemoteStartRequest.objects.aget(pk=request["remote_start_id"])
+    assert asked.actor.startswith("user:") and asked.actor_name == "agent"  # the staff member who asked
