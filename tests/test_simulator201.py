@@ -29,11 +29,18 @@ class Frames(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.sent: list[tuple[str, list[Any]]] = []
+        self.received: list[tuple[str, list[Any]]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "%s: send %s":
+        if record.msg in ("%s: send %s", "%s: receive message %s"):
             station_id, raw = record.args  # type: ignore[misc]
-            self.sent.append((str(station_id), json.loads(str(raw))))
+            frames = self.sent if "send" in record.msg else self.received
+            frames.append((str(station_id), json.loads(str(raw))))
+
+    def answers(self, station_id: str, action: str) -> list[dict[str, Any]]:
+        """The CSMS's answers to the station's calls of ``action``."""
+        ids = {frame[1] for sid, frame in self.sent if sid == station_id and frame[0] == 2 and frame[2] == action}
+        return [frame[2] for sid, frame in self.received if sid == station_id and frame[0] == 3 and frame[1] in ids]
 
     def calls(self, station_id: str, action: str) -> list[dict[str, Any]]:
         return [frame[3] for sid, frame in self.sent if sid == station_id and frame[0] == 2 and frame[2] == action]
@@ -456,9 +463,8 @@ async def test_pending_boot_is_retried_and_answers_the_csms_meanwhile(simulate, 
     await eventually(lambda: _true(len(frames.calls("newsim", "BootNotification")) >= 2), timeout=4)
     # The next Pending answer says 60 s; staff accept it meanwhile and the CSMS asks for the boot at once.
     settings.OCPP_HEARTBEAT_INTERVAL = 60
-    boots = len(frames.calls("newsim", "BootNotification"))
-    await eventually(lambda: _true(len(frames.calls("newsim", "BootNotification")) > boots), timeout=4)
-    await asyncio.sleep(0.2)
+    await eventually(lambda: _true(frames.answers("newsim", "BootNotification")[-1]["interval"] == 60), timeout=4)
+    assert {a["status"] for a in frames.answers("newsim", "BootNotification")} == {"Pending"}
     assert not state.online
     await Station.objects.filter(pk="newsim").aupdate(registration_status="Accepted")
     assert await commands.send_command("newsim", "TriggerMessage", {"requestedMessage": "BootNotification"}) == {
