@@ -17,7 +17,7 @@ from ocpp.v201 import call
 from csms.models import Event
 from stations.models import Connector, Station
 from tests.conftest import eventually
-from tests.ocpp201 import connect201
+from tests.ocpp201 import connect201, energy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -156,3 +156,20 @@ async def test_unknown_action_and_malformed_frames_answered_in_2_0_1_words(serve
         assert answer[:2] == [3, "u-4"] and "currentTime" in answer[2]
     finally:
         await ws.close()
+
+
+async def test_occupied_keeps_the_charging_state_its_transaction_reported(station201):
+    cp = await station201()
+    await cp.status(1, "Occupied")
+    await cp.transaction_event("Started", "tx-occ", token="T1", charging_state="Charging",
+                               meter_value=[energy(1000)])
+    connector = await Connector.objects.aget(station_id="cs201", number=1)
+    assert connector.status == "Charging"
+    await cp.status(1, "Occupied")  # e.g. answering a TriggerMessage: still charging
+    connector = await Connector.objects.aget(station_id="cs201", number=1)
+    assert connector.status == "Charging"
+    await cp.transaction_event("Ended", "tx-occ", trigger_reason="EVCommunicationLost", stopped_reason="EVDisconnected",
+                               meter_value=[energy(2000, context="Transaction.End")])
+    await cp.status(1, "Occupied")
+    connector = await Connector.objects.aget(station_id="cs201", number=1)
+    assert connector.status == "Occupied"

@@ -14,7 +14,7 @@ from csms import wire
 from csms.events import atomic, emit
 from stations import rules, values
 from stations.errors import Conflict, InvalidValue
-from stations.models import Connector, OcppVersion, RegistrationStatus, Station, Transaction
+from stations.models import Connector, ConnectorStatus, OcppVersion, RegistrationStatus, Station, Transaction
 from stations.services._common import _charger_time, _connector, iso, log
 from stations.services.connections import check_station_password, set_station_password
 
@@ -95,6 +95,14 @@ def update_connector_status(
     updated_at = _charger_time(timestamp, received, problems, strict=True)
     with atomic():
         connector = _connector(station_id, evse_id, connector_id)
+        if status == ConnectorStatus.OCCUPIED and connector.current_transaction_id:
+            from stations.services.transaction_events import CONNECTOR_STATES  # it imports this module's users
+
+            # 2.0.1 says Occupied for any connector in use; its transaction's chargingState says more
+            # (Charging, SuspendedEV, SuspendedEVSE: what TransactionEvent set), and is kept.
+            state = Transaction.objects.filter(pk=connector.current_transaction_id).values_list(
+                "charging_state", flat=True).first()
+            status = CONNECTOR_STATES.get(state or "", status)
         connector.status = status
         connector.error_code = error_code or NO_ERROR
         connector.info = info or ""
