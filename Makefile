@@ -57,7 +57,7 @@ run: setup
 
 demo: setup
 	@echo "Serving on :$(PORT) with simulated chargers fora072 (OCPP 1.6) and fora201 (OCPP 2.0.1) (Ctrl-C stops all)"
-	$(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application & DAPHNE=$$!; SIM201=; \
+	OCPP_DEVICE_MODEL_ON_BOOT=always $(BIN)/daphne $(DAPHNE_ARGS) -b $(HOST) -p $(PORT) csms.asgi:application & DAPHNE=$$!; SIM201=; \
 	trap 'kill $$DAPHNE $$SIM201 2>/dev/null' EXIT INT TERM; \
 	sleep 2; $(BIN)/python manage.py simulate_charger fora201 --ocpp 2.0.1 --connectors 2 --auto-charge 60 \
 	  --url ws://127.0.0.1:$(PORT)/ocpp & SIM201=$$!; \

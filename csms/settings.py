@@ -352,9 +352,10 @@ OCPP_ACCEPT_UNKNOWN_IDTAGS = env_bool("OCPP_ACCEPT_UNKNOWN_IDTAGS", not PRODUCTI
 # The OCPP versions chargers may speak, most preferred first (stations/ocpp/): a charger offering
 # both gets 2.0.1 unless this says 1.6 first.
 OCPP_VERSIONS = env_list("OCPP_VERSIONS", ["2.0.1", "1.6"])
-# A 2.0.1 station answered Pending is asked for its device model (GetBaseReport FullInventory) once its
-# boot is answered, unless it reported one before (B02: what the operator decides on).
-OCPP_PENDING_BASE_REPORT = env_bool("OCPP_PENDING_BASE_REPORT", True)
+# Which 2.0.1 stations are asked for their device model (GetBaseReport FullInventory) once their boot is
+# answered, unless they reported one before: "pending" ones (B02: what the operator decides on),
+# "always" (Accepted ones too), or "never".
+OCPP_DEVICE_MODEL_ON_BOOT = env_choice("OCPP_DEVICE_MODEL_ON_BOOT", "pending", {"pending", "always", "never"})
 # Seconds to wait for a charger's answer to a CSMS-initiated command.
 OCPP_COMMAND_TIMEOUT = env_int("OCPP_COMMAND_TIMEOUT", 30)
 # Heartbeats and last-activity are kept in memory and written this often.

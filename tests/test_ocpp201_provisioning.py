@@ -49,7 +49,7 @@ async def test_tc_b_02_pending_station_may_only_boot_and_answer(station201, sett
             transaction_info={"transaction_id": "tx-p"}, evse={"id": 1}), suppress=False)
     await cp.heartbeat()
     await cp.status(1, "Available")
-    # The CSMS asks a Pending station for its device model (OCPP_PENDING_BASE_REPORT), once.
+    # The CSMS asks a Pending station for its device model (OCPP_DEVICE_MODEL_ON_BOOT), once.
     asked = await cp.wait_for("GetBaseReport")
     assert asked["report_base"] == "FullInventory" and isinstance(asked["request_id"], int)
     # Accepted from the admin (or `manage.py station add`): the next boot is answered Accepted.
@@ -70,11 +70,21 @@ async def test_pending_station_with_a_device_model_is_not_asked_again(station201
     await cp.heartbeat()
     await asyncio.sleep(0.3)
     assert "GetBaseReport" not in [name for name, _ in cp.received]
-    settings.OCPP_PENDING_BASE_REPORT = False
+    settings.OCPP_DEVICE_MODEL_ON_BOOT = "never"
     await DeviceVariable.objects.filter(station=row).adelete()
     assert (await cp.boot()).status == "Pending"
     await asyncio.sleep(0.3)
     assert "GetBaseReport" not in [name for name, _ in cp.received]
+
+
+async def test_accepted_station_asked_for_its_device_model_only_when_set_so(station201, settings):
+    cp = await station201("accepted201")  # default "pending": an Accepted station is not asked
+    await cp.heartbeat()
+    await asyncio.sleep(0.3)
+    assert "GetBaseReport" not in [name for name, _ in cp.received]
+    settings.OCPP_DEVICE_MODEL_ON_BOOT = "always"
+    assert (await cp.boot()).status == "Accepted"
+    assert (await cp.wait_for("GetBaseReport"))["report_base"] == "FullInventory"
 
 
 async def test_tc_b_03_rejected_station_gets_rejected(station201):

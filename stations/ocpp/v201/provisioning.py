@@ -54,9 +54,11 @@ class ProvisioningHandlers:
     async def after_boot_notification(self, **payload: Any) -> None:
         """B02: a Pending station is one the CSMS wants to know more about before accepting it. Once
         its boot is answered, the CSMS asks it for its whole device model (GetBaseReport FullInventory)
-        unless it has one already, so that the operator deciding on it sees what it is
-        (OCPP_PENDING_BASE_REPORT)."""
-        if self.registration_status != "Pending" or not settings.OCPP_PENDING_BASE_REPORT:
+        unless it has one already, so that the operator deciding on it sees what it is; with
+        OCPP_DEVICE_MODEL_ON_BOOT "always", an Accepted station without one too."""
+        wanted = settings.OCPP_DEVICE_MODEL_ON_BOOT
+        if not (self.registration_status == "Pending" and wanted in ("pending", "always")
+                or self.registration_status == "Accepted" and wanted == "always"):
             return
         from stations.commands import CommandError
         from stations.commands.device_model import request_report
@@ -66,9 +68,9 @@ class ProvisioningHandlers:
             if await call_service(device_model.has_device_model, self.station_id):
                 return
             status, request_id = await request_report(self.station_id, "FullInventory",
-                                                      actor="system:pending-boot")
-            log.info("[OCPP:GetBaseReport] station=%s Pending: device model asked (requestId %s): %s",
-                     self.station_id, request_id, status)
+                                                      actor="system:boot")
+            log.info("[OCPP:GetBaseReport] station=%s %s: device model asked (requestId %s): %s",
+                     self.station_id, self.registration_status, request_id, status)
         except (CommandError, DomainError) as error:
             log.warning("[OCPP:GetBaseReport] station=%s Pending: device model not asked: %s", self.station_id,
                         error)
