@@ -413,3 +413,16 @@ async def test_superseded_transaction_late_ended_gives_the_charger_values(statio
     assert (old.stop_reason, old.meter_stop, old.energy_wh) == ("EVDisconnected", 800, 800)
     assert len(await kinds("transaction.stopped", "late")) == 1
     assert (await tx_of("late", "tx-2")).is_active
+
+
+async def test_fractional_start_register_is_not_above_the_next_reading(station, priced):
+    from stations.models import MeterSample
+
+    cp = await station("frac201")
+    await cp.transaction_event("Started", "tx-frac", token="TOKEN-A", timestamp=at(-20),
+                               meter_value=[energy(1979556.6, at(-20), "Transaction.Begin")])
+    tx = await tx_of("frac201", "tx-frac")
+    assert tx.meter_start == 1979556  # rounded down: 1979557 would make the next reading look backwards
+    await cp.transaction_event("Updated", "tx-frac", trigger_reason="MeterValuePeriodic", timestamp=at(-10),
+                               meter_value=[energy(1979556.9, at(-10))])
+    assert await MeterSample.objects.filter(transaction=tx, energy_wh=1979556.9).aexists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import math
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
@@ -194,12 +195,13 @@ def _apply(
 
 
 def _first_register(meter_value: list[dict]) -> int | None:
-    """The energy register (Wh, whole) of the first reading that has one."""
+    """The energy register (Wh, whole) of the first reading that has one: rounded down, so that the
+    session's next reading of a fractional register (1979556.6, then 1979556.9) is never below it."""
     for reading in meter_value:
         summary = rules.summarize_sampled_values(reading.get("sampled_value") or [])
         register = summary.get("energy_wh")
-        if register is not None and register >= 0:
-            return round(register)
+        if register is not None and 0 <= register < math.inf:
+            return math.floor(register)
     return None
 
 
