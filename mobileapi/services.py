@@ -210,7 +210,25 @@ def _connector_rows() -> dict[str, list[dict[str, Any]]]:
                 "updatedAt": iso(row["updated_at"]),
             }
         )
-    return by_station
+    return {station_id: _one_per_evse(rows) for station_id, rows in by_station.items()}
+
+
+def _one_per_evse(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The API's connector is a 2.0.1 EVSE (1.6: the connector): an EVSE of several connectors is shown by
+    the one with its transaction, else by the one whose status is the EVSE's (rules.evse_status)."""
+    by_evse: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_evse.setdefault(row["id"], []).append(row)
+    return [group[0] if len(group) == 1 else _representative(group) for group in by_evse.values()]
+
+
+def _representative(group: list[Any], status: Any = lambda row: row["status"],
+                    transaction: Any = lambda row: row["transactionId"]) -> Any:
+    with_transaction = [row for row in group if transaction(row) is not None]
+    if with_transaction:
+        return with_transaction[0]
+    shown = rules.evse_status(map(status, group))
+    return next(row for row in group if status(row) == shown)
 
 
 def stations() -> list[dict[str, Any]]:
@@ -239,12 +257,12 @@ def require_station(station_id: str) -> None:
 
 
 def connector_status(station_id: str, connector_id: int) -> dict[str, Any]:
-    connector = (
+    rows = list(
         Connector.objects.filter(station_id=station_id, number=connector_id)
         .select_related("current_transaction")
         .annotate(register=selectors.latest_register("current_transaction"))
-        .first()
     )
+    connector = _representative(rows, lambda row: row.status, lambda row: row.current_transaction_id) if rows else None
     if connector is None or connector_id == 0:
         require_station(station_id)
         raise NotFound(f"Unknown connector {connector_id} on station {station_id}")

@@ -19,6 +19,21 @@ CHARGING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
 BUSY_STATUSES = CHARGING_STATUSES | {"Finishing", "Reserved", "Faulted", "Unavailable"}
 
 
+# How one EVSE's connectors make the status the mobile API shows for it (a 2.0.1 EVSE may have several, and
+# charges through one at a time): the one in use, else Reserved, else Available if any is, else the fault.
+_EVSE_ORDER = (*sorted(CHARGING_STATUSES), "Occupied", "Preparing", "Finishing", "Reserved", "Available",
+               "Faulted", "Unavailable")
+
+
+def evse_status(connector_statuses: Iterable[str]) -> str:
+    """The status of an EVSE from its connectors' (a single connector's is its own)."""
+    statuses = list(connector_statuses)
+    if len(statuses) == 1:
+        return statuses[0]
+    rank = {status: index for index, status in enumerate(_EVSE_ORDER)}
+    return min(statuses, key=lambda status: rank.get(status, len(rank)), default="Unavailable")
+
+
 def station_status(is_online: bool, connector_statuses: Iterable[str]) -> str:
     """The station status the mobile API shows.
 

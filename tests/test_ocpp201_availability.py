@@ -137,3 +137,23 @@ async def test_an_occupied_evse_takes_a_remote_start(station201, mobile) -> None
     await eventually(charging)
     status = await client.result("getConnectorStatus", {"stationId": "cs201", "connectorId": 1})
     assert status["status"] == "Charging" and status["transactionId"] is not None
+
+
+async def test_an_evse_of_two_connectors_is_one_connector_in_the_mobile_api(station201, mobile) -> None:
+    """The app's connectorId is the EVSE: one row for an EVSE of two connectors, showing the one in use."""
+    cp = await station201("cs201")
+    await cp.status(1, "Available", connector_id=1)
+    await cp.status(1, "Available", connector_id=2)
+    client = await mobile("/ws")
+
+    async def evse_rows() -> list[dict[str, Any]]:
+        stations = await client.result("getStations", {})
+        return next(row["connectors"] for row in stations if row["id"] == "cs201")
+
+    assert [(row["id"], row["status"]) for row in await evse_rows()] == [(1, "Available")]
+    await cp.status(1, "Occupied", connector_id=2)
+    await cp.status(1, "Unavailable", connector_id=1)
+    assert [(row["id"], row["status"]) for row in await evse_rows()] == [(1, "Occupied")]
+    assert (await client.result("getConnectorStatus", {"stationId": "cs201", "connectorId": 1}))["status"] == \
+        "Occupied"
+    assert await _station_status(client) == "Unavailable"  # plugged in, not charging: nothing free
