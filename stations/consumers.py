@@ -192,6 +192,12 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
             try:
                 # The frame _check_frame parsed: the library would parse it again.
                 await self.charge_point.handle_frame(self.frame, text_data)
+            except OSError as error:
+                # The socket closed under the answer (uvicorn raises ClientDisconnected; daphne drops
+                # the send): nothing to answer, nothing went wrong on our side.
+                log.info("[OCPP:%s] station=%s closed before its answer was sent (%s)", self.action,
+                         self.station_id, type(error).__name__)
+                return
             except Exception:
                 # The library answers a handler's errors itself; this is what
                 # escaped it. The charger gets an InternalError, the socket stays.
