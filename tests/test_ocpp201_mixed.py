@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from mobileapi.client import MobileClient
+from simulator.v16 import ChargerState, SimulatedCharger, connect
 from stations.models import Station, Tariff
-from tests.ocpp201 import Station201, energy
+from tests.conftest import REDIS_TEST_URL
+from tests.ocpp201 import Station201, connect201, energy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,3 +89,46 @@ async def test_one_app_sees_a_16_and_a_201_station_alike(charger_factory, statio
     ids = [client.field(seen[station]["started"], "transactionId") for station in ("cp16", "cs201")]
     assert all(isinstance(value, int if path == "/ws" else str) for value in ids) and "TX-MIX" not in ids
     assert client.field(other["stopped"], "reason") == client.field(one["stopped"], "reason") == "Remote"
+
+
+@pytest.fixture
+def two_processes(redis_layer: str, daphne_process: Any) -> tuple[str, str]:
+    env = {"REDIS_URL": REDIS_TEST_URL, "CHANNEL_PREFIX": redis_layer, "MOBILE_WS_RATE_LIMIT": "1000/1",
+           "OCPP_COMMAND_TIMEOUT": "10"}
+    (url_a, _), (url_b, _) = daphne_process(env), daphne_process(env)
+    return url_a, url_b
+
+
+async def test_across_two_processes_a_16_and_a_201_station_are_driven_alike(two_processes, keys) -> None:
+    """Both stations on process A, the app on process B (Redis between them): a start and a stop reach each."""
+    url_a, url_b = two_processes
+    await Tariff.objects.acreate(name="Standard", price_per_kwh=Decimal("0.10"), currency="EUR", is_default=True)
+    ws16 = await connect(f"{url_a}/ocpp", "cp16")
+    cp16 = SimulatedCharger(ChargerState.new("cp16", 1, meter_interval=0.3), ws16)
+    ws201 = await connect201(f"{url_a}/ocpp", "cs201")
+    cp = Station201("cs201", ws201)
+    tasks = [asyncio.create_task(cp16.start()), asyncio.create_task(cp.start())]
+    app = await MobileClient.connect(url_b, "/mobile-client", keys["full"])
+    try:
+        await cp16.boot()
+        await cp.boot()
+        await cp.status(1, "Available")
+        await app.result("subscribe", {"events": ["transaction.*"]})
+        for station_id in ("cp16", "cs201"):
+            start = await app.result("startCharging", {"stationId": station_id, "connectorId": 1, "idTag": "APP-2"})
+            assert start["status"] == "Accepted"
+            if station_id == "cs201":
+                await _charge_201(cp, app, start["correlationId"])
+            started = await app.event("transaction.started", correlationId=start["correlationId"])
+            stop = await app.result("stopCharging", {"transactionId": started["transactionId"]})
+            if station_id == "cs201":
+                await _stop_201(cp)
+            assert stop["status"] == "Accepted"
+            stopped = await app.event("transaction.stopped", transactionId=started["transactionId"])
+            assert stopped["reason"] == "Remote" and stopped["stationId"] == station_id
+    finally:
+        await app.close()
+        for task in [*tasks, *cp16.tasks]:
+            task.cancel()
+        await ws16.close()
+        await ws201.close()
