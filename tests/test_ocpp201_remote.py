@@ -100,8 +100,8 @@ async def test_tc_f_01_remote_start_cable_plugin_first(station201, mobile) -> No
     assert started["data"]["transactionId"] == tx.pk and tx.start_correlation_id == correlation_id
 
 
-async def test_tc_f_03_remote_start_rejected(station201, mobile) -> None:
-    """TC_F_03_CSMS-like: the station rejects the start; the app hears Rejected and the EVSE is free again."""
+async def test_a_rejected_remote_start_frees_the_evse(station201, mobile) -> None:
+    """The station rejects the start: the app hears Rejected and the EVSE is free for the next start."""
     await _token()
     cp = await _ready(station201)
     cp.answers["RequestStartTransaction"] = {"status": "Rejected"}
@@ -152,10 +152,13 @@ async def test_tc_f_06_unlock_connector(station201, server, keys) -> None:
     ("Heartbeat", None, {"requested_message": "Heartbeat"}),
     ("TransactionEvent", 1, {"requested_message": "TransactionEvent", "evse": {"id": 1}}),
     ("MeterValues", 1, {"requested_message": "MeterValues", "evse": {"id": 1}}),
+    ("MeterValues", None, {"requested_message": "MeterValues"}),  # TC_F_12_CSMS: all EVSE
+    ("TransactionEvent", None, {"requested_message": "TransactionEvent"}),  # TC_F_14_CSMS
     ("BootNotification", None, {"requested_message": "BootNotification"}),
 ])
-async def test_tc_f_11_trigger_message(station201, message, connector, expected) -> None:
-    """TC_F_11_CSMS..TC_F_20_CSMS: TriggerMessage with 2.0.1's requestedMessage values, for an EVSE or all."""
+async def test_tc_f_12_13_14_trigger_message(station201, message, connector, expected) -> None:
+    """TC_F_12_CSMS (MeterValues, all EVSE), TC_F_13/14_CSMS (TransactionEvent, one EVSE / all) and the other
+    triggers: TriggerMessage with 2.0.1's requestedMessage values, evse for one EVSE, none for all."""
     cp = await _ready(station201)
     params: dict[str, Any] = {"message": message}
     if connector is not None:
