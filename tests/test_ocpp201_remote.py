@@ -311,3 +311,22 @@ async def test_the_admin_panel_offers_what_the_station_version_has(station201, c
     request = await cp.wait_for("RequestStartTransaction")
     asked = await RemoteStartRequest.objects.aget(pk=request["remote_start_id"])
     assert asked.actor.startswith("user:") and asked.actor_name == "agent"  # the staff member who asked
+
+
+def _start_choices(station_id: str) -> tuple[list[Any], str]:
+    from stations.admin import operations
+    from stations.models import Station
+
+    form = operations.RemoteStartForm(Station.objects.get(pk=station_id))
+    return list(form.fields["connector"].choices), form.unavailable
+
+
+async def test_the_admin_offers_a_start_on_an_evse_plugged_in_first(station201) -> None:
+    """F01 from the admin: an EVSE whose transaction has no token yet (cable plugged in first) is offered;
+    one whose transaction has a token is not."""
+    cp = await _ready(station201, evses=2)
+    await cp.status(1, "Occupied")
+    await cp.transaction_event("Started", "TX-PLUG", trigger_reason="CablePluggedIn", charging_state="EVConnected")
+    await cp.transaction_event("Started", "TX-CARD", evse_id=2, token="CARD", charging_state="Charging")
+    choices, unavailable = await sync_to_async(_start_choices)("cs201")
+    assert choices == [(1, "Connector 1 (Occupied)")] and unavailable == ""

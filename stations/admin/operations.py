@@ -30,7 +30,8 @@ def actor_of(user: Any) -> str:
 
 
 def _connector_choices(station: Station, *, include_station: bool = False) -> list[tuple[int, str]]:
-    numbers = Connector.objects.filter(station=station, number__gt=0).values_list("number", flat=True)
+    numbers = (Connector.objects.filter(station=station, number__gt=0).order_by("number")
+               .values_list("number", flat=True).distinct())
     choices = [(n, f"Connector {n}") for n in numbers]
     return [(0, "Whole station (0)"), *choices] if include_station else choices
 
@@ -117,9 +118,16 @@ def form_of(command: Command) -> type[StationForm]:
 class RemoteStartForm(form_of(REGISTRY["remote_start"])):  # type: ignore[misc]
     def setup(self) -> None:
         # Only connectors a start can work on (services.prepare_remote_start refuses the others).
-        connectors = list(Connector.objects.filter(station=self.station, number__gt=0).order_by("number"))
-        free = [c for c in connectors if not c.current_transaction_id and c.status not in rules.BUSY_STATUSES]
-        self.fields["connector"].choices = [(c.number, f"Connector {c.number} ({c.status})") for c in free]
+        connectors = list(Connector.objects.filter(station=self.station, number__gt=0)
+                          .select_related("current_transaction").order_by("number"))
+        # A 2.0.1 transaction without a token yet (the cable plugged in first) is what a start authorizes.
+        free = [c for c in connectors if not (c.current_transaction and c.current_transaction.id_tag)
+                and c.status not in rules.BUSY_STATUSES]
+        # One choice per EVSE (a 2.0.1 EVSE may have several connectors; the start names the EVSE).
+        choices: dict[int, tuple[int, str]] = {}
+        for c in free:
+            choices.setdefault(c.number, (c.number, f"Connector {c.number} ({c.status})"))
+        self.fields["connector"].choices = list(choices.values())
         if self.station.registration_status != RegistrationStatus.ACCEPTED:
             self.unavailable = f"The station is not accepted ({self.station.registration_status}): accept it first."
         elif not free:
