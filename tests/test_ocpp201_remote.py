@@ -330,3 +330,17 @@ async def test_the_admin_offers_a_start_on_an_evse_plugged_in_first(station201) 
     await cp.transaction_event("Started", "TX-CARD", evse_id=2, token="CARD", charging_state="Charging")
     choices, unavailable = await sync_to_async(_start_choices)("cs201")
     assert choices == [(1, "Connector 1 (Occupied)")] and unavailable == ""
+
+
+@pytest.mark.parametrize("command, params", [
+    ("set_variables", {"component": "SecurityCtrlr", "variable": "BasicAuthPassword", "value": "x" * 20}),
+    ("set_variables", {"component": "securityctrlr", "variable": "basicauthpassword", "value": "x" * 20}),
+    ("change_configuration", {"key": "SecurityCtrlr.BasicAuthPassword", "value": "x" * 20}),
+])
+async def test_the_password_is_no_variable_a_command_sets(station201, command, params) -> None:
+    """Its value would land in the command's event and not become the password the CSMS checks."""
+    cp = await _ready(station201)
+    with pytest.raises(InvalidValue, match="SecurityCtrlr.BasicAuthPassword is set by rotating"):
+        await commands.operate("cs201", command, params, actor="test")
+    assert not [name for name, _ in cp.received if name == "SetVariables"]
+    assert not await Event.objects.filter(kind="station.command").aexists()

@@ -117,7 +117,17 @@ def get_variables(params: Mapping[str, Any]) -> dict[str, Any]:
                                           "attributeType": params.get("attribute_type")})]}
 
 
+def _not_the_password(component: str, variable: str) -> None:
+    """A station's basic-auth password is set by rotating it (stations.commands.device_model.rotate_password):
+    sent as a command its value would be recorded in the command's event, and never become the password the
+    CSMS checks. Names are case-insensitive (2.0.1)."""
+    if (component.lower(), variable.lower()) == ("securityctrlr", "basicauthpassword"):
+        raise InvalidValue("SecurityCtrlr.BasicAuthPassword is set by rotating the station's password "
+                           "(admin: Rotate password), not as a variable")
+
+
 def set_variables(params: Mapping[str, Any]) -> dict[str, Any]:
+    _not_the_password(params["component"], params["variable"])
     return {"setVariableData": [_present({"component": _component(params), "variable": _variable(params),
                                           "attributeType": params.get("attribute_type"),
                                           "attributeValue": params["value"]})]}
@@ -162,6 +172,7 @@ def get_configuration(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def change_configuration(params: Mapping[str, Any]) -> dict[str, Any]:
     component, variable = variable_of(params["key"])
+    _not_the_password(component, variable)
     return {"setVariableData": [{"component": {"name": component}, "variable": {"name": variable},
                                  "attributeValue": params["value"]}]}
 
