@@ -140,3 +140,10 @@ async def test_viewer_sees_the_device_model_but_cannot_act(station201, viewer):
     assert (await viewer.post(url("device_model"), {"action": "report"})).status_code == 403
     assert (await viewer.post(url("rotate_password"))).status_code == 403
     assert [name for name, _ in cp.received] == []
+
+
+async def test_a_2_0_1_station_s_configuration_is_its_device_model(agent, station201):
+    await station201("cs201")
+    response = await agent.get(reverse("admin:stations_station_configuration", args=["cs201"]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:stations_station_device_model", args=["cs201"])

@@ -131,7 +131,7 @@ class StationAdmin(admin.ModelAdmin):
         if station is not None:
             extra_context.update(self.overview(station))
         if station is not None and self.can_operate(request):
-            extra_context["operations"] = [(op, op.form(station)) for op in panel()]
+            extra_context["operations"] = [(op, op.form(station)) for op in panel(station)]
             extra_context["registration_form"] = RegistrationForm(station)
             extra_context["configuration_unavailable"] = ChangeConfigurationForm(station).unavailable
         extra_context["device_model"] = station is not None and device_model.is_201(station)
@@ -177,6 +177,8 @@ class StationAdmin(admin.ModelAdmin):
         again) are POSTs, like every other command in the admin.
         """
         station = self._station(request, object_id)
+        if device_model.is_201(station):  # 2.0.1 has no key list: its configuration is its device model
+            return HttpResponseRedirect(reverse("admin:stations_station_device_model", args=[station.pk]))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
