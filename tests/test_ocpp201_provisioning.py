@@ -134,8 +134,12 @@ async def test_status_notification_per_evse_and_connector(station201):
     rows = [(c.number, c.connector_id, c.status)
             async for c in Connector.objects.filter(station_id="cs201").order_by("number", "connector_id")]
     assert rows == [(1, 1, "Available"), (2, 1, "Occupied"), (2, 2, "Faulted")]
+    # The event shows the EVSE as the mobile API does, from both its connectors: one is in use.
     event = await Event.objects.filter(kind="connector.status.changed").alast()
-    assert event.data["connectorId"] == 2 and event.data["status"] == "Faulted" and event.data["errorCode"] is None
+    assert event.data["connectorId"] == 2 and event.data["status"] == "Occupied" and event.data["errorCode"] is None
+    await cp.status(2, "Available")
+    event = await Event.objects.filter(kind="connector.status.changed").alast()
+    assert event.data["status"] == "Available"  # connector 1 free again; connector 2 still Faulted
     json.dumps(event.data)
 
 

@@ -85,9 +85,12 @@ def update_connector_status(
     vendor_error_code: str = "",
     timestamp: str | None = None,
     connector_id: int = 1,
+    several_per_evse: bool = False,
 ) -> None:
     """Store a connector's status; ``error_code`` None or "" is no error (an adapter maps its version's spelling).
-    ``connector_id`` is the connector within EVSE ``evse_id`` (1.6: always 1)."""
+    ``connector_id`` is the connector within EVSE ``evse_id`` (1.6: always 1). With ``several_per_evse``
+    (2.0.1: an EVSE may have several connectors) the event announces the EVSE's status from all its
+    connectors (``rules.evse_status``), as the mobile API shows an EVSE as one connector."""
     received = timezone.now()
     problems = values.Problems()
     evse_id = values.column_int(Connector, "number", evse_id, "connectorId")
@@ -109,6 +112,11 @@ def update_connector_status(
         connector.vendor_error_code = vendor_error_code or ""
         connector.updated_at = updated_at
         connector.save()
+        if evse_id != 0 and several_per_evse:
+            shown = rules.evse_status(Connector.objects.filter(station_id=station_id, number=evse_id)
+                                      .values_list("status", flat=True))
+        else:
+            shown = status
         if evse_id != 0:  # EVSE 0 is the station itself; its status is derived from the connectors
             emit(
                 "connector.status.changed",
@@ -116,7 +124,7 @@ def update_connector_status(
                 {
                     "stationId": station_id,
                     "connectorId": evse_id,
-                    "status": status,
+                    "status": shown,
                     "errorCode": error_code or None,
                     "transactionId": connector.current_transaction_id,
                     "timestamp": iso(connector.updated_at),

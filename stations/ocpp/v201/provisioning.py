@@ -88,7 +88,7 @@ class ProvisioningHandlers:
     ) -> call_result.StatusNotification:
         # 2.0.1 reports no error code here (faults come as NotifyEvent); Occupied is a status of its own.
         await run(services.update_connector_status, self.station_id, evse_id, connector_status, None,
-                  timestamp=timestamp, connector_id=connector_id)
+                  timestamp=timestamp, connector_id=connector_id, several_per_evse=True)
         return call_result.StatusNotification()
 
     @on(Action.data_transfer)
