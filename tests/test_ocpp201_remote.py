@@ -336,6 +336,9 @@ async def test_the_admin_offers_a_start_on_an_evse_plugged_in_first(station201) 
     ("set_variables", {"component": "SecurityCtrlr", "variable": "BasicAuthPassword", "value": "x" * 20}),
     ("set_variables", {"component": "securityctrlr", "variable": "basicauthpassword", "value": "x" * 20}),
     ("change_configuration", {"key": "SecurityCtrlr.BasicAuthPassword", "value": "x" * 20}),
+    # The action as it is (station_command, the HTTP API's raw form) too.
+    ("SetVariables", {"setVariableData": [{"component": {"name": "SecurityCtrlr"},
+                                           "variable": {"name": "BasicAuthPassword"}, "attributeValue": "x" * 20}]}),
 ])
 async def test_the_password_is_no_variable_a_command_sets(station201, command, params) -> None:
     """Its value would land in the command's event and not become the password the CSMS checks."""

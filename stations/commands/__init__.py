@@ -227,6 +227,8 @@ async def _operate(
 
     def request(adapter: Adapter) -> tuple[str, dict[str, Any]]:
         sent["action"], sent["payload"] = build(adapter)
+        if command not in registry.REGISTRY:
+            adapter.check_raw(sent["action"], sent["payload"])
         return sent["action"], sent["payload"]
 
     try:

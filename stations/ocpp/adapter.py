@@ -69,6 +69,8 @@ class Adapter:
     recorded_answer: Callable[[str, dict[str, Any]], dict[str, Any]] = lambda action, answer: answer
     # get_configuration's answer read as a Configuration.
     configuration: Callable[[dict[str, Any]], Configuration] = lambda answer: ([], [])
+    # Raise InvalidValue for an action an operator may not send as it is (its name and camelCase payload).
+    check_raw: Callable[[str, dict[str, Any]], None] = lambda action, payload: None
 
     def check_token(self, token: str) -> None:
         """Refuse (400) a token this version cannot carry, before anything is asked of the charger."""

@@ -4,7 +4,7 @@ from ocpp.v201.enums import Action
 
 from stations.ocpp.adapter import Adapter
 from stations.ocpp.v201.charge_point import ChargePoint201
-from stations.ocpp.v201.commands import COMMANDS, CSMS_ACTIONS, configuration, recorded_answer
+from stations.ocpp.v201.commands import COMMANDS, CSMS_ACTIONS, check_raw, configuration, recorded_answer
 
 SUBPROTOCOL = "ocpp2.0.1"
 
@@ -28,6 +28,7 @@ ADAPTER = Adapter(
     token_max_length=36,
     recorded_answer=recorded_answer,
     configuration=configuration,
+    check_raw=check_raw,
 )
 
 __all__ = ["ADAPTER", "SUBPROTOCOL", "ChargePoint201"]

@@ -126,6 +126,15 @@ def _not_the_password(component: str, variable: str) -> None:
                            "(admin: Rotate password), not as a variable")
 
 
+def check_raw(action: str, payload: dict[str, Any]) -> None:
+    """An operator's SetVariables as it is (``station_command``) may not set the password either."""
+    if action == "SetVariables":
+        for item in payload.get("setVariableData") or []:
+            if isinstance(item, dict):
+                _not_the_password(str((item.get("component") or {}).get("name", "")),
+                                  str((item.get("variable") or {}).get("name", "")))
+
+
 def set_variables(params: Mapping[str, Any]) -> dict[str, Any]:
     _not_the_password(params["component"], params["variable"])
     return {"setVariableData": [_present({"component": _component(params), "variable": _variable(params),
