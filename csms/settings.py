@@ -268,6 +268,12 @@ if BEHIND_PROXY:
     # processes serve plain HTTP to nginx and to Prometheus, so they must not
     # redirect or send HSTS themselves.
     SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
+# Security profile 3: trust the proxy's X-SSL-Client-Verify / X-SSL-Client-S-DN
+# (the client certificate it verified; csms/tls.py). Only with BEHIND_PROXY and a
+# proxy that overwrites both headers on every request it forwards (as
+# deploy/nginx/csms-proxy.conf does on every server block), or any client could
+# claim a certificate and log in as any station without a password.
+OCPP_CLIENT_CERT_HEADERS = env_bool("OCPP_CLIENT_CERT_HEADERS", False)
 # Ports on which the server process terminates TLS itself (daphne's
 # "-e ssl:PORT:privateKey=...:certKey=..." endpoint). Daphne does not tell the
 # application that a WebSocket came over TLS (django/daphne#538), so the port
