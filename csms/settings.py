@@ -362,6 +362,9 @@ OCPP_VERSIONS = env_list("OCPP_VERSIONS", ["2.0.1", "1.6"])
 # answered, unless they reported one before: "pending" ones (B02: what the operator decides on),
 # "always" (Accepted ones too), or "never".
 OCPP_DEVICE_MODEL_ON_BOOT = env_choice("OCPP_DEVICE_MODEL_ON_BOOT", "pending", {"pending", "always", "never"})
+# The most device model attributes (DeviceVariable rows) kept per 2.0.1 station: a report's attributes
+# beyond it are skipped (counted in station.device_model.reported's "skipped").
+OCPP_DEVICE_MODEL_MAX_ATTRIBUTES = env_int("OCPP_DEVICE_MODEL_MAX_ATTRIBUTES", 20000)
 # Seconds to wait for a charger's answer to a CSMS-initiated command.
 OCPP_COMMAND_TIMEOUT = env_int("OCPP_COMMAND_TIMEOUT", 30)
 # Heartbeats and last-activity are kept in memory and written this often.
