@@ -30,6 +30,19 @@ async def agent(transactional_db) -> ServerLikeAsyncClient:
 
 
 @pytest.fixture
+async def operator(transactional_db) -> ServerLikeAsyncClient:
+    """Staff who may operate stations and set their passwords (support plus change_station)."""
+    def make() -> User:
+        user = make_support("operator")
+        user.user_permissions.add(Permission.objects.get(codename="change_station"))
+        return user
+
+    client = ServerLikeAsyncClient()
+    await client.aforce_login(await sync_to_async(make)())
+    return client
+
+
+@pytest.fixture
 async def viewer(transactional_db) -> ServerLikeAsyncClient:
     """Staff who may look at stations but not operate them."""
     def make() -> User:
@@ -53,8 +66,9 @@ async def follow(client: ServerLikeAsyncClient, path: str, data: dict[str, str])
 
 
 async def test_station_page_offers_the_device_model_for_2_0_1_and_configuration_for_1_6(
-    station201, charger_factory, agent
+    station201, charger_factory, operator
 ):
+    agent = operator
     await station201("cs201")
     page = (await agent.get(url("change"))).content.decode()
     assert url("device_model") in page and 'id="op-get-base-report"' in page and 'id="op-rotate-password"' in page
@@ -105,7 +119,8 @@ async def test_get_base_report_button(station201, agent):
     assert (await cp.wait_for("GetBaseReport", 2))["report_base"] == "FullInventory"
 
 
-async def test_rotate_password_shows_the_new_one_once(station201, agent, fast_settings):
+async def test_rotate_password_shows_the_new_one_once(station201, operator, fast_settings):
+    agent = operator
     fast_settings.OCPP_REQUIRE_AUTH = True
     await Station.objects.acreate(pk="cs201")
     await sync_to_async(services.set_station_password)("cs201", "the-old-station-password")
@@ -119,7 +134,8 @@ async def test_rotate_password_shows_the_new_one_once(station201, agent, fast_se
     assert new not in (await agent.get(response["Location"])).content.decode()  # once
 
 
-async def test_rotation_rejected_is_an_error_and_keeps_the_password(station201, agent, fast_settings):
+async def test_rotation_rejected_is_an_error_and_keeps_the_password(station201, operator, fast_settings):
+    agent = operator
     fast_settings.OCPP_REQUIRE_AUTH = True
     await Station.objects.acreate(pk="cs201")
     await sync_to_async(services.set_station_password)("cs201", "the-old-station-password")
@@ -130,6 +146,20 @@ async def test_rotation_rejected_is_an_error_and_keeps_the_password(station201, 
     page = await follow(agent, url("rotate_password"), {})
     assert "the charger answered Rejected; the old password stays" in page
     assert check_station_password("the-old-station-password", (await Station.objects.aget(pk="cs201")).password_hash)
+
+
+async def test_support_may_not_rotate_a_password(station201, agent, fast_settings):
+    """Support operates stations but may not set their passwords (docs/admin.md): no button, 403."""
+    fast_settings.OCPP_REQUIRE_AUTH = True
+    await Station.objects.acreate(pk="cs201")
+    await sync_to_async(services.set_station_password)("cs201", "the-old-station-password")
+    cp = await station201("cs201", password="the-old-station-password")
+    page = (await agent.get(url("change"))).content.decode()
+    assert 'id="op-get-base-report"' in page and 'id="op-rotate-password"' not in page
+    assert (await agent.post(url("rotate_password"))).status_code == 403
+    assert [name for name, _ in cp.received] == []
+    station = await Station.objects.aget(pk="cs201")
+    assert check_station_password("the-old-station-password", station.password_hash) and not station.next_password_hash
 
 
 async def test_viewer_sees_the_device_model_but_cannot_act(station201, viewer):
