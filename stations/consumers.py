@@ -268,8 +268,10 @@ class OcppConsumer(TeardownMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
         self.action = frame[2] if frame[2] in adapter.charger_actions else "unknown"
         log.info("[OCPP:%s] station=%s id=%s", self.action if self.action != "unknown" else wire.excerpt(frame[2], 40),
                  self.station_id, unique_id)
-        if frame[2] in adapter.needs_acceptance and self.charge_point.registration_status != "Accepted":
-            return unique_id, "SecurityError", f"Station registration is {self.charge_point.registration_status}"
+        status = self.charge_point.registration_status
+        if status != "Accepted" and (frame[2] in adapter.needs_acceptance or status == "Rejected"
+                                     and adapter.while_rejected is not None and frame[2] not in adapter.while_rejected):
+            return unique_id, "SecurityError", f"Station registration is {status}"
         return None
 
     # --- Channel-layer messages ----------------------------------------------------------

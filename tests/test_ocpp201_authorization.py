@@ -74,6 +74,9 @@ async def test_a_token_is_its_value_and_its_type(station201, tokens, settings):
     assert (await cp.authorize("04A2B3C4D5E6F7", "ISO14443")).id_token_info["status"] == "Accepted"
     # The same characters as a key code are another token: not provisioned.
     assert (await cp.authorize("04A2B3C4D5E6F7", "KeyCode")).id_token_info["status"] == "Invalid"
+    settings.OCPP_ACCEPT_UNKNOWN_IDTAGS = True  # not "unknown": a Blocked card re-sent as a key code stays refused
+    assert (await cp.authorize("04A2B3C4D5E6F7", "KeyCode")).id_token_info["status"] == "Invalid"
+    assert (await cp.authorize("TOK-BLOCKED", "KeyCode")).id_token_info["status"] == "Invalid"
 
 
 async def test_no_authorization_type_needs_none(station201, settings):

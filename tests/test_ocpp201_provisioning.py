@@ -85,6 +85,10 @@ async def test_accepted_station_asked_for_its_device_model_only_when_set_so(stat
     settings.OCPP_DEVICE_MODEL_ON_BOOT = "always"
     assert (await cp.boot()).status == "Accepted"
     assert (await cp.wait_for("GetBaseReport"))["report_base"] == "FullInventory"
+    for _ in range(3):  # a station that boots again and again is asked once per connection
+        assert (await cp.boot()).status == "Accepted"
+    await asyncio.sleep(0.3)
+    assert [name for name, _ in cp.received].count("GetBaseReport") == 1
 
 
 async def test_tc_b_03_rejected_station_gets_rejected(station201):
@@ -93,6 +97,13 @@ async def test_tc_b_03_rejected_station_gets_rejected(station201):
     assert (await cp.boot()).status == "Rejected"
     with pytest.raises(SecurityError):
         await cp.call(call.Authorize(id_token={"id_token": "T1", "type": "Central"}), suppress=False)
+    # B03: a Rejected station sends nothing but its next boot (a Pending one may report its status).
+    with pytest.raises(SecurityError):
+        await cp.call(call.StatusNotification(timestamp="2026-12-01T10:00:00Z", connector_status="Available",
+                                              evse_id=1, connector_id=1), suppress=False)
+    with pytest.raises(SecurityError):
+        await cp.call(call.Heartbeat(), suppress=False)
+    assert (await cp.boot()).status == "Rejected"
 
 
 async def test_unknown_station_refused_by_policy(server, settings):

@@ -61,6 +61,8 @@ class Adapter:
     csms_actions: frozenset[str]
     # Per registered command (stations/commands/registry.py): its action name and payload builder.
     commands: Mapping[str, tuple[str, Builder]]
+    # What a Rejected station may still send (None: what a Pending one may).
+    while_rejected: frozenset[str] | None = None
     # The longest token the version can carry (2.0.1's idToken: CiString36; the token column's width).
     token_max_length: int = 36
     # The library's error codes (OCPP 2.0.1 spellings) as this version spells them.

@@ -32,7 +32,7 @@ from ocpp.charge_point import (
     serialize_as_dict,
     snake_to_camel_case,
 )
-from ocpp.exceptions import OCPPError, ProtocolError
+from ocpp.exceptions import OccurrenceConstraintViolationError, OCPPError, ProtocolError
 from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import create_route_map
 
@@ -107,7 +107,14 @@ def validate(message: Call | CallResult, version: str) -> None:
                 return
         except Exception:  # noqa: BLE001 - a value it cannot take (the library decides)
             pass
-    ocpp.messages._validate_payload(message, version)
+    try:
+        ocpp.messages._validate_payload(message, version)
+    except ProtocolError as error:
+        if version == "1.6":
+            raise
+        # OCPP-J 2.0.1: a required field missing is OccurrenceConstraintViolation (the library answers
+        # ProtocolError, 1.6J's word for an incomplete payload).
+        raise OccurrenceConstraintViolationError(description=error.description, details=error.details) from None
 
 
 @functools.lru_cache(maxsize=2048)

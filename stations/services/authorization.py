@@ -23,13 +23,17 @@ def authorize(token: str, token_type: str | None = None) -> rules.Authorization:
 
     ``token_type`` is 2.0.1's idToken type (1.6 has none: None). A token of type NoAuthorization
     needs no authorization (2.0.1 C01); a row of another type than the one presented is not this
-    token (2.0.1 identifies a token by value and type), so the unknown-token policy decides.
+    token (2.0.1 identifies a token by value and type) and makes it Invalid.
     """
     if token_type == TokenType.NO_AUTHORIZATION:
         return {"status": "Accepted", "expires_at": None, "group_id": None}
     row = IdTag.objects.filter(id_tag=token).only("status", "expiry_date", "group_id", "type").first()
+    if row is not None and token_type is not None and row.type != token_type:
+        # Not this token, and no other can be provisioned with its value (IdTag is unique by value): Invalid,
+        # whatever the unknown-token policy says (a Blocked card re-sent as a key code stays refused).
+        return {"status": "Invalid", "expires_at": None, "group_id": None}
     record = None
-    if row is not None and (token_type is None or row.type == token_type):
+    if row is not None:
         record = rules.TagRecord(row.status, row.expiry_date, row.group_id)
     return rules.authorization(record, accept_unknown=settings.OCPP_ACCEPT_UNKNOWN_IDTAGS, now=timezone.now())
 

@@ -15,6 +15,8 @@ BEFORE_ACCEPTANCE = frozenset({
     "SecurityEventNotification", "FirmwareStatusNotification", "LogStatusNotification",
     "NotifyMonitoringReport",
 })
+# A Rejected station sends nothing but its next boot (B03).
+WHILE_REJECTED = frozenset({"BootNotification"})
 CHARGER_ACTIONS = frozenset(action.value for action in Action)
 
 ADAPTER = Adapter(
@@ -23,6 +25,9 @@ ADAPTER = Adapter(
     charge_point=ChargePoint201,
     charger_actions=CHARGER_ACTIONS,
     needs_acceptance=CHARGER_ACTIONS - BEFORE_ACCEPTANCE,
+    while_rejected=WHILE_REJECTED,
+    # OCPP-J 2.0.1: a frame that is no valid RPC request (1.6J: ProtocolError).
+    error_codes={"ProtocolError": "RpcFrameworkError"},
     csms_actions=CSMS_ACTIONS,
     commands=COMMANDS,
     token_max_length=36,

@@ -37,6 +37,7 @@ def boot_info(charging_station: dict[str, Any], reason: str) -> services.BootInf
 class ProvisioningHandlers:
     station_id: str
     registration_status: str
+    device_model_asked = False
 
     @on(Action.boot_notification)
     async def on_boot_notification(
@@ -57,9 +58,12 @@ class ProvisioningHandlers:
         unless it has one already, so that the operator deciding on it sees what it is; with
         OCPP_DEVICE_MODEL_ON_BOOT "always", an Accepted station without one too."""
         wanted = settings.OCPP_DEVICE_MODEL_ON_BOOT
+        if self.device_model_asked:  # once per connection, however often it boots
+            return
         if not (self.registration_status == "Pending" and wanted in ("pending", "always")
                 or self.registration_status == "Accepted" and wanted == "always"):
             return
+        self.device_model_asked = True
         from stations.commands import CommandError
         from stations.commands.device_model import request_report
         from stations.errors import DomainError
