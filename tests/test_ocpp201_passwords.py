@@ -155,3 +155,31 @@ async def test_password_set_from_the_admin_drops_a_pending_rotation(server, stat
     await cp._connection.close()
     await eventually(offline)
     assert await refused(server, rotation.password) == 403
+
+
+async def test_a_rotation_waiting_refuses_another_until_a_password_is_set_by_hand(server, station201, profile_1):
+    """A rotation the station took without confirming it (RebootRequired) is not overwritten by a second one:
+    a second the station refused would drop the password it holds and lock it out."""
+    cp = await station201("cs201", password=OLD)
+    cp.answers["SetVariables"] = lambda request: {"set_variable_result": [
+        {"attribute_status": "RebootRequired", "component": item["component"], "variable": item["variable"]}
+        for item in request["set_variable_data"]]}
+    first = await dm.rotate_password("cs201", actor=ACTOR)
+    assert first.pending
+    sent = len(cp.received)
+    with pytest.raises(services.Conflict, match="set the station's password by hand"):
+        await dm.rotate_password("cs201", actor=ACTOR)
+    assert len(cp.received) == sent  # nothing sent
+    # The station still gets in with the password it holds, which then becomes its password.
+    await cp._connection.close()
+    await eventually(offline)
+    cp = await station201("cs201", password=first.password)
+    assert check_station_password(first.password, (await Station.objects.aget(pk="cs201")).password_hash)
+    # With no rotation waiting, the next one goes out.
+    cp.answers["SetVariables"] = lambda request: {"set_variable_result": [
+        {"attribute_status": "RebootRequired", "component": item["component"], "variable": item["variable"]}
+        for item in request["set_variable_data"]]}
+    assert (await dm.rotate_password("cs201", actor=ACTOR)).pending
+    # A password set by hand cancels the waiting one: a rotation may start again.
+    await sync_to_async(services.set_station_password)("cs201", "a-third-password-set-by-hand")
+    assert (await dm.rotate_password("cs201", actor=ACTOR)).pending

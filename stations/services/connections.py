@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from csms.events import atomic, emit
 from stations import rules
-from stations.errors import DomainError, NotFound
+from stations.errors import Conflict, DomainError, NotFound
 from stations.models import OcppVersion, Station
 from stations.services._common import _arguments, iso
 
@@ -52,10 +52,18 @@ def set_station_password(station_id: str, password: str | None) -> str:
 
 def offer_next_password(station_id: str, password: str) -> str:
     """Accept ``password`` beside the current one from now on (before it is sent to the charger, so that a
-    reconnect with it never races the answer); return its hash, which the rotation's end names."""
+    reconnect with it never races the answer); return its hash, which the rotation's end names.
+
+    Refused (Conflict) while an earlier rotation waits (RebootRequired, unanswered): the station may hold
+    that password, and a later rotation it refused would drop it and lock the station out. Checked and
+    set in one UPDATE, so two rotations at once cannot both start."""
     stored = hash_station_password(password)
-    if not Station.objects.filter(pk=station_id).update(next_password_hash=stored):
-        raise NotFound(f"Unknown station {station_id}")
+    if not Station.objects.filter(pk=station_id, next_password_hash="").update(next_password_hash=stored):
+        if not Station.objects.filter(pk=station_id).exists():
+            raise NotFound(f"Unknown station {station_id}")
+        raise Conflict(f"Station {station_id} has a password rotation waiting (the charger may hold that "
+                       f"password: it becomes the password when the charger connects with it); to cancel it, "
+                       f"set the station's password by hand")
     return stored
 
 
