@@ -112,11 +112,12 @@ def update_connector_status(
         connector.vendor_error_code = vendor_error_code or ""
         connector.updated_at = updated_at
         connector.save()
+        shown, transaction_id = status, connector.current_transaction_id
         if evse_id != 0 and several_per_evse:
-            shown = rules.evse_status(Connector.objects.filter(station_id=station_id, number=evse_id)
-                                      .values_list("status", flat=True))
-        else:
-            shown = status
+            rows = list(Connector.objects.filter(station_id=station_id, number=evse_id)
+                        .values_list("status", "current_transaction_id"))
+            shown = rules.evse_status(row_status for row_status, _ in rows)
+            transaction_id = next((tx for _, tx in rows if tx is not None), None)
         if evse_id != 0:  # EVSE 0 is the station itself; its status is derived from the connectors
             emit(
                 "connector.status.changed",
@@ -126,7 +127,7 @@ def update_connector_status(
                     "connectorId": evse_id,
                     "status": shown,
                     "errorCode": error_code or None,
-                    "transactionId": connector.current_transaction_id,
+                    "transactionId": transaction_id,
                     "timestamp": iso(connector.updated_at),
                 },
             )
