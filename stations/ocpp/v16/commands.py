@@ -84,6 +84,31 @@ def data_transfer(params: Mapping[str, Any]) -> dict[str, Any]:
                      "data": params.get("data")})
 
 
+# OCPP 1.6 security whitepaper: the basic-auth password is the configuration key AuthorizationKey.
+PASSWORD_KEY = "authorizationkey"
+
+
+def _not_the_password(key: str) -> None:
+    """A 1.6 station's basic-auth password is set by hand (admin: set password, then on the charger):
+    sent as ChangeConfiguration its value would be recorded in the command's event, and never become the
+    password the CSMS checks. Keys are compared case-insensitively (as 2.0.1's BasicAuthPassword is)."""
+    if key.lower() == PASSWORD_KEY:
+        raise InvalidValue("AuthorizationKey is the station's basic-auth password: set it by hand "
+                           "(admin: set password), not as a configuration key")
+
+
+def change_configuration(params: Mapping[str, Any]) -> dict[str, Any]:
+    _not_the_password(params["key"])
+    return {"key": params["key"], "value": params["value"]}
+
+
+def check_raw(action: str, payload: dict[str, Any]) -> None:
+    """An operator's ChangeConfiguration as it is (``station_command``) may not set the password either
+    (the adapter's check_raw: stations/ocpp/v16/__init__.py)."""
+    if action == "ChangeConfiguration":
+        _not_the_password(str(payload.get("key", "")))
+
+
 # The 2.0.1-only commands (get_base_report, get_report, get_variables, set_variables) are not here:
 # stations.commands refuses them for a 1.6 station (Conflict, 409).
 COMMANDS: dict[str, tuple[str, Builder]] = {
@@ -93,7 +118,7 @@ COMMANDS: dict[str, tuple[str, Builder]] = {
     "unlock": ("UnlockConnector", unlock),
     "change_availability": ("ChangeAvailability", change_availability),
     "get_configuration": ("GetConfiguration", get_configuration),
-    "change_configuration": ("ChangeConfiguration", lambda params: {"key": params["key"], "value": params["value"]}),
+    "change_configuration": ("ChangeConfiguration", change_configuration),
     "trigger_message": ("TriggerMessage", trigger_message),
     "clear_cache": ("ClearCache", lambda params: {}),
     "data_transfer": ("DataTransfer", data_transfer),
