@@ -177,3 +177,12 @@ async def test_a_2_0_1_station_s_configuration_is_its_device_model(agent, statio
     response = await agent.get(reverse("admin:stations_station_configuration", args=["cs201"]))
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:stations_station_device_model", args=["cs201"])
+
+
+async def test_a_write_only_value_is_never_shown(station201, agent):
+    """A WriteOnly attribute's value (one stored before values were dropped) is not on the page."""
+    await station201("cs201")
+    await DeviceVariable.objects.acreate(station_id="cs201", component="ISO15118Ctrlr", variable="SeccId",
+                                         value="a-stored-secret", mutability="WriteOnly")
+    page = (await agent.get(url("device_model"))).content.decode()
+    assert "<code>SeccId</code>" in page and "a-stored-secret" not in page and "(write-only)" in page

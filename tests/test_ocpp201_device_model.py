@@ -209,3 +209,33 @@ async def test_device_model_commands_refused_for_a_1_6_station(charger_factory):
         return not await DeviceVariable.objects.aexists()
 
     assert await eventually(nothing_stored)
+
+
+async def test_write_only_values_are_never_stored(station201):
+    """A WriteOnly attribute (a secret) is stored without its value, whether a report or a set brings it."""
+    cp = await station201("cs201")
+    await report(cp, 1, 0, False, [entry("ISO15118Ctrlr", "SeccId", "from-the-report", mutability="WriteOnly"),
+                                   entry("OCPPCommCtrlr", "OfflineThreshold", "300")])
+    assert (await DeviceVariable.objects.aget(station_id="cs201", variable="SeccId")).value == ""
+    result = await dm.set_variable("cs201", VariableRef("ISO15118Ctrlr", "SeccId"), "a-secret-set", actor=ACTOR)
+    assert result.status == "Accepted" and cp.variables[("ISO15118Ctrlr", "SeccId")] == "a-secret-set"
+    assert (await DeviceVariable.objects.aget(station_id="cs201", variable="SeccId")).value == ""
+    await dm.set_variable("cs201", VariableRef("OCPPCommCtrlr", "OfflineThreshold"), "600", actor=ACTOR)
+    assert (await DeviceVariable.objects.aget(station_id="cs201", variable="OfflineThreshold")).value == "600"
+
+
+async def test_a_station_s_attributes_are_capped(station201, settings, caplog):
+    """OCPP_DEVICE_MODEL_MAX_ATTRIBUTES: new attributes beyond it are skipped (the event's skipped), updates
+    of stored ones are kept, and the report logs it once."""
+    settings.OCPP_DEVICE_MODEL_MAX_ATTRIBUTES = 5
+    cp = await station201("cs201")
+    caplog.set_level("WARNING", logger="stations.services.device_model")
+    await report(cp, 7, 0, True, [entry("C", f"V{n}", "0") for n in range(4)])
+    await report(cp, 7, 1, True, [entry("C", "V0", "updated")] + [entry("C", f"V{n}", "1") for n in range(4, 7)])
+    await report(cp, 7, 2, False, [entry("C", "V9", "2")])
+    stored = await rows("cs201")
+    assert sorted(variable for _, variable, *_ in stored) == ["V0", "V1", "V2", "V3", "V4"]
+    assert stored[("C", "V0", 0, 0, "Actual")].value == "updated"
+    done = await Event.objects.aget(kind="station.device_model.reported")
+    assert (done.data["variables"], done.data["skipped"]) == (6, 3)
+    assert len([r for r in caplog.records if "OCPP_DEVICE_MODEL_MAX_ATTRIBUTES" in r.getMessage()]) == 1

@@ -7,19 +7,26 @@ MinSet, MaxSet) of a variable; absent EVSE and connector are 0.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from csms.events import emit
 from stations.models import DeviceVariable
+
+log = logging.getLogger(__name__)
 
 # The columns that name one attribute (the unique constraint) and those a report sets.
 IDENTITY = ("station", "component", "component_instance", "evse", "connector", "variable", "variable_instance",
             "attribute_type")
 REPORTED = ("value", "mutability", "persistent", "constant", "data_type", "unit", "min_limit", "max_limit",
             "values_list", "updated_at")
+# The columns of an attribute's identity within its station (_key's order).
+KEY = IDENTITY[1:]
 # Rows per INSERT ... ON CONFLICT: a part's thousands of attributes go in statements of bounded size.
 BATCH = 500
 
@@ -113,9 +120,11 @@ def _rows(station_id: str, report_data: Iterable[Any]) -> Iterator[DeviceVariabl
                 mutability = attribute.get("mutability") or "ReadWrite"
                 if kind not in ATTRIBUTE_TYPES or mutability not in MUTABILITIES:
                     raise _Malformed("attribute type or mutability unknown")
+                value = _text(attribute.get("value"), "value")
                 rows.append(DeviceVariable(
                     station_id=station_id, **identity, **described, attribute_type=kind,
-                    value=_text(attribute.get("value"), "value"), mutability=mutability,
+                    # A WriteOnly attribute's value (a secret such as a password) is never kept.
+                    value="" if mutability == "WriteOnly" else value, mutability=mutability,
                     persistent=attribute.get("persistent") is True, constant=attribute.get("constant") is True))
         except (_Malformed, KeyError, TypeError, AttributeError):
             yield None
@@ -128,11 +137,53 @@ def _key(row: DeviceVariable) -> tuple[Any, ...]:
             row.attribute_type)
 
 
-def _upsert(rows: list[DeviceVariable], fields: tuple[str, ...]) -> None:
+def _unique(rows: list[DeviceVariable]) -> list[DeviceVariable]:
     # Last one wins within a statement: ON CONFLICT cannot touch one row twice.
-    unique = list({_key(row): row for row in rows}.values())
-    DeviceVariable.objects.bulk_create(unique, update_conflicts=True, unique_fields=list(IDENTITY),
+    return list({_key(row): row for row in rows}.values())
+
+
+def _upsert(rows: list[DeviceVariable], fields: tuple[str, ...]) -> None:
+    DeviceVariable.objects.bulk_create(_unique(rows), update_conflicts=True, unique_fields=list(IDENTITY),
                                        update_fields=list(fields))
+
+
+class _Cap:
+    """OCPP_DEVICE_MODEL_MAX_ATTRIBUTES: the rows a station may have. ``stored`` starts as its count; a
+    batch that may go over is checked exactly (its rows already stored are updates and always kept)."""
+
+    def __init__(self, station_id: str) -> None:
+        self.station_id = station_id
+        self.limit = settings.OCPP_DEVICE_MODEL_MAX_ATTRIBUTES
+        self.stored = self.at_start = DeviceVariable.objects.filter(station_id=station_id).count()
+
+    def admit(self, rows: list[DeviceVariable]) -> tuple[list[DeviceVariable], int]:
+        """The rows to upsert and the number over the limit (skipped)."""
+        rows = _unique(rows)
+        if self.stored + len(rows) <= self.limit:
+            self.stored += len(rows)  # an upper bound (some may be updates): exact again below if needed
+            return rows, 0
+        mine = DeviceVariable.objects.filter(station_id=self.station_id)
+        self.stored = mine.count()
+        known = set(mine.filter(component__in={row.component for row in rows},
+                                    variable__in={row.variable for row in rows}).values_list(*KEY))
+        kept, over = [], 0
+        for row in rows:
+            if _key(row) in known:
+                kept.append(row)
+            elif self.stored < self.limit:
+                kept.append(row)
+                self.stored += 1
+            else:
+                over += 1
+        return kept, over
+
+
+def _store(batch: list[DeviceVariable], cap: _Cap) -> tuple[int, int]:
+    """Upsert what the cap admits of a batch; (rows stored, rows over the cap)."""
+    kept, over = cap.admit(batch)
+    if kept:
+        _upsert(kept, REPORTED)
+    return len(kept), over
 
 
 def record_report(
@@ -140,10 +191,12 @@ def record_report(
     report_data: Iterable[Mapping[str, Any]] | None, reported_before: int = 0, skipped_before: int = 0,
 ) -> tuple[int, int]:
     """Store one NotifyReport part: each attribute upserted by its identity (the report's values replace
-    the stored ones). Returns (attributes stored, entries skipped as unreadable). The last part (tbc
+    the stored ones). Returns (attributes stored, entries skipped: unreadable, or new attributes beyond
+    OCPP_DEVICE_MODEL_MAX_ATTRIBUTES rows for the station). The last part (tbc
     false) is announced as ``station.device_model.reported`` with the report's totals (``reported_before``,
     ``skipped_before``: what its earlier parts stored and skipped, as the connection counted them)."""
-    stored = skipped = 0
+    stored = skipped = over = 0
+    cap = _Cap(station_id)
     batch: list[DeviceVariable] = []
     for row in _rows(station_id, report_data or ()):
         if row is None:
@@ -151,12 +204,16 @@ def record_report(
             continue
         batch.append(row)
         if len(batch) >= BATCH:
-            _upsert(batch, REPORTED)
-            stored += len(batch)
-            batch = []
+            done, beyond = _store(batch, cap)
+            stored, over, batch = stored + done, over + beyond, []
     if batch:
-        _upsert(batch, REPORTED)
-        stored += len(batch)
+        done, beyond = _store(batch, cap)
+        stored, over = stored + done, over + beyond
+    if over and (cap.at_start < cap.limit or seq_no == 0):  # once per report: the part that reached the limit
+        log.warning("Station %s: device model report %s goes over OCPP_DEVICE_MODEL_MAX_ATTRIBUTES (%s): "
+                    "%s attributes of part %s skipped, and any more the report brings",
+                    station_id, request_id, cap.limit, over, seq_no)
+    skipped += over
     if not tbc:
         emit("station.device_model.reported", station_id, {
             "stationId": station_id, "requestId": request_id, "seqNo": seq_no, "generatedAt": generated_at,
@@ -166,13 +223,19 @@ def record_report(
 
 def store_values(station_id: str, values: Iterable[tuple[VariableRef, str]]) -> int:
     """Store values a station answered (GetVariables) or took (SetVariables); a variable not reported yet
-    gets a row of its own (mutability as the model's default until a report says otherwise)."""
+    gets a row of its own (mutability as the model's default until a report says otherwise). The value of
+    an attribute reported WriteOnly is stored as ""."""
     rows = [DeviceVariable(station_id=station_id, component=ref.component, component_instance=ref.component_instance,
                            evse=ref.evse, connector=ref.connector, variable=ref.variable,
                            variable_instance=ref.variable_instance, attribute_type=ref.attribute_type,
                            value=value[:_WIDTHS["value"]])
             for ref, value in values]
     if rows:
+        write_only = set(DeviceVariable.objects.filter(station_id=station_id, mutability="WriteOnly")
+                         .values_list(*KEY))
+        for row in rows:
+            if _key(row) in write_only:
+                row.value = ""
         _upsert(rows, ("value", "updated_at"))
     return len(rows)
 
