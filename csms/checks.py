@@ -59,6 +59,19 @@ def unsafe_production_settings(app_configs: Any = None, **kwargs: Any) -> list[W
     return warnings
 
 
+@register(TAG)
+def client_certificate_headers(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """Security profile 3 switched on where csms/tls.py will not read the certificate headers."""
+    if settings.OCPP_CLIENT_CERT_HEADERS and not settings.BEHIND_PROXY:
+        return [Warning(
+            "OCPP_CLIENT_CERT_HEADERS is true without BEHIND_PROXY: the proxy's client-certificate headers "
+            "are ignored, so no charger can log in with a certificate (security profile 3)",
+            hint="Behind nginx running deploy/nginx/ (it overwrites X-SSL-Client-Verify and X-SSL-Client-S-DN "
+                 "on every server block): BEHIND_PROXY=true; without such a proxy: OCPP_CLIENT_CERT_HEADERS=false",
+            id="csms.W007")]
+    return []
+
+
 @register(TAG, Tags.database)
 def development_key_in_database(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Warning]:
     """The documents' test key, left by `make run` in a database now served in production."""

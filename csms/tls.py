@@ -11,7 +11,8 @@ Three servers, three ways of telling:
   ``X-Forwarded-Proto: https`` header, trusted only then.
 
 And which client certificate did nginx verify (security profile 3,
-``client_certificate``)? Only nginx can tell: daphne does not ask for one.
+``client_certificate``, with ``OCPP_CLIENT_CERT_HEADERS`` too)? Only nginx can
+tell: daphne does not ask for one.
 """
 
 from __future__ import annotations
@@ -54,13 +55,16 @@ class ClientCertificate:
 def client_certificate(scope: dict[str, Any]) -> ClientCertificate | None:
     """The client certificate nginx verified and passed on, None if the charger presented none.
 
-    Read only behind nginx (``BEHIND_PROXY``), which sets ``X-SSL-Client-Verify``
+    Read only behind nginx (``BEHIND_PROXY``) and with ``OCPP_CLIENT_CERT_HEADERS``
+    on: the operator's statement that the proxy sets ``X-SSL-Client-Verify``
     (``$ssl_client_verify``: SUCCESS, FAILED:reason, NONE) and ``X-SSL-Client-S-DN``
     (``$ssl_client_s_dn``, RFC 4514) on every request it forwards, overwriting
-    whatever the client sent (deploy/nginx/csms-proxy.conf). Without a proxy the
-    headers are the client's own claim and are ignored.
+    whatever the client sent (deploy/nginx/csms-proxy.conf, on every server
+    block). ``BEHIND_PROXY`` alone is not enough: a proxy that passes the
+    client's own headers (an older snippet, another proxy) would let anyone log
+    in as any station. Otherwise the headers are the client's claim: ignored.
     """
-    if not settings.BEHIND_PROXY:
+    if not (settings.BEHIND_PROXY and settings.OCPP_CLIENT_CERT_HEADERS):
         return None
     verify = subject = ""
     for name, value in scope.get("headers", []):

@@ -254,26 +254,41 @@ def station_pki(tmp_path_factory) -> StationPki:
 
 
 @pytest.fixture
-def behind_nginx_mtls(tmp_path, tls_certificate, station_pki, daphne_process):
-    """One daphne (profiles 2 and 3 required: TLS, authentication) behind a live nginx running
-    deploy/nginx/ with this run's stations' CA; yields (TLS address, client-certificate address)."""
+def nginx_mtls(tmp_path, tls_certificate, station_pki, daphne_process):
+    """Starts one daphne (with ``env`` over profiles 2 and 3 required: TLS, authentication,
+    the certificate headers trusted) behind a live nginx running deploy/nginx/ with this run's
+    stations' CA; returns (plain address, TLS address, client-certificate address)."""
     nginx = nginx_binary()
-    port = free_port()
-    daphne_process({"BEHIND_PROXY": "true", "OCPP_REQUIRE_TLS": "true", "OCPP_REQUIRE_AUTH": "true",
-                    "OCPP_UNKNOWN_STATIONS": "reject", "AUTH_FAILURE_LIMIT": "3"},
-                   port=port, args=["--proxy-headers"])
-    http_port, https_port, mtls_port = free_port(), free_port(), free_port()
-    main = nginx_config(tmp_path, *tls_certificate, http_port=http_port, https_port=https_port, mtls_port=mtls_port,
-                        client_ca=station_pki.ca_file, upstreams=[port])
-    server = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(main)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while not all(_answers("127.0.0.1", p) for p in (http_port, https_port, mtls_port)):
-        assert server.poll() is None, server.stderr.read().decode()
-        assert time.monotonic() < deadline, "nginx did not start"
-        time.sleep(0.05)
-    yield f"127.0.0.1:{https_port}", f"127.0.0.1:{mtls_port}"
-    server.terminate()
-    server.wait(10)
+    servers: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str] | None = None) -> tuple[str, str, str]:
+        port = free_port()
+        daphne_process({"BEHIND_PROXY": "true", "OCPP_CLIENT_CERT_HEADERS": "true", "OCPP_REQUIRE_TLS": "true",
+                        "OCPP_REQUIRE_AUTH": "true", "OCPP_UNKNOWN_STATIONS": "reject", "AUTH_FAILURE_LIMIT": "3",
+                        **(env or {})}, port=port, args=["--proxy-headers"])
+        http_port, https_port, mtls_port = free_port(), free_port(), free_port()
+        main = nginx_config(tmp_path, *tls_certificate, http_port=http_port, https_port=https_port,
+                            mtls_port=mtls_port, client_ca=station_pki.ca_file, upstreams=[port])
+        server = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(main)], stderr=subprocess.PIPE)
+        servers.append(server)
+        deadline = time.monotonic() + 10
+        while not all(_answers("127.0.0.1", p) for p in (http_port, https_port, mtls_port)):
+            assert server.poll() is None, server.stderr.read().decode()
+            assert time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.05)
+        return f"127.0.0.1:{http_port}", f"127.0.0.1:{https_port}", f"127.0.0.1:{mtls_port}"
+
+    yield start
+    for server in servers:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture
+def behind_nginx_mtls(nginx_mtls):
+    """Profiles 2 and 3 required behind nginx: yields (TLS address, client-certificate address)."""
+    _, tls, mtls = nginx_mtls()
+    return tls, mtls
 
 
 async def handshake_refused(url: str, **kwargs) -> int:
@@ -332,6 +347,27 @@ async def test_tc_a_07_profile_3_behind_nginx_for_both_versions(
     assert not await Station.objects.filter(is_online=True).aexists()
     assert await handshake_refused(f"wss://{mtls}/ocpp/mtls16", subprotocols=["ocpp1.6"],
                                    ssl=station_pki.client_context("mtls16", trust)) == 429
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_certificate_headers_a_client_sends_on_port_80_are_dropped(nginx_mtls):
+    """On port 80 nginx has no client certificate: its empty $ssl_client_verify drops the header,
+    the client's own included. Plain ws:// allowed here (OCPP_REQUIRE_TLS=false), so that the
+    CSMS would read the headers if they got through."""
+    plain, _, _ = nginx_mtls({"OCPP_REQUIRE_TLS": "false"})
+    await Station.objects.acreate(pk="mtls16")  # no password
+    await Station.objects.acreate(pk="mtls201")
+    await call_service(services.set_station_password, "mtls201", PASSWORD)
+    for station_id in ("mtls16", "mtls201"):
+        claimed = {"X-SSL-Client-Verify": "SUCCESS", "X-SSL-Client-S-DN": f"CN={station_id}"}
+        assert await handshake_refused(f"ws://{plain}/ocpp/{station_id}", subprotocols=["ocpp1.6"],
+                                       additional_headers=claimed) == 403
+    # Beside the right password, another station's claimed certificate is not seen: in.
+    claimed = {"X-SSL-Client-Verify": "SUCCESS", "X-SSL-Client-S-DN": "CN=mtls16"}
+    ws = await websockets.connect(f"ws://{plain}/ocpp/mtls201", subprotocols=["ocpp1.6"],
+                                  additional_headers={**claimed, **basic_auth_header("mtls201", PASSWORD)})
+    await ws.close()
+    assert not await Station.objects.filter(pk="mtls16", is_online=True).aexists()
 
 
 def test_systemd_units_verify(tmp_path):

@@ -82,7 +82,8 @@ async def test_missing_credentials_are_refused(server, profile_1):
     assert await refused_status(f"{server}/ocpp/csa1") == 403
 
 
-# --- Profile 3: the certificate nginx verified (headers trusted only with BEHIND_PROXY) --------
+# --- Profile 3: the certificate nginx verified (headers trusted only with BEHIND_PROXY and
+# OCPP_CLIENT_CERT_HEADERS) ------------------------------------------------------------------
 
 def verified(common_name: str, verify: str = "SUCCESS") -> dict[str, str]:
     """What deploy/nginx/csms-proxy.conf passes for a client certificate nginx verified."""
@@ -93,6 +94,7 @@ def verified(common_name: str, verify: str = "SUCCESS") -> dict[str, str]:
 @pytest.fixture
 def profile_3(profile_1):
     profile_1.BEHIND_PROXY = True
+    profile_1.OCPP_CLIENT_CERT_HEADERS = True
     profile_1.OCPP_REQUIRE_TLS = True
     Station.objects.create(pk="csa3")  # no password at all: its certificate is its credential
     return profile_1
@@ -145,9 +147,24 @@ async def test_no_certificate_falls_back_to_the_password(server, station201, pro
 
 async def test_certificate_headers_without_a_proxy_are_ignored(server, profile_1):
     """A client sending nginx's headers itself proves nothing: without BEHIND_PROXY they are not read."""
+    profile_1.OCPP_CLIENT_CERT_HEADERS = True
     await Station.objects.acreate(pk="csa3")
     assert await refused_status(f"{server}/ocpp/csa3", verified("csa3")) == 403
     assert await refused_status(f"{server}/ocpp/csa1", verified("csa1")) == 403
+
+
+async def test_certificate_headers_behind_a_proxy_not_trusted_for_them_are_ignored(server, profile_3):
+    """BEHIND_PROXY alone (a proxy that may pass a client's own headers): forged headers log no one in,
+    the password rules apply. The hole of a deployment that kept an old nginx snippet or another proxy."""
+    profile_3.OCPP_CLIENT_CERT_HEADERS = False
+    profile_3.AUTH_FAILURE_LIMIT = 2
+    for _ in range(3):  # presents no credentials: refused, never counted, never locked out
+        assert await refused_status(f"{server}/ocpp/csa3", verified("csa3")) == 403
+    assert await refused_status(f"{server}/ocpp/csa1", verified("csa1")) == 403
+    assert not await Station.objects.filter(is_online=True).aexists()
+    # A claimed certificate of another station does not stand in the way of the right password.
+    ws = await open_socket(f"{server}/ocpp/csa1", {**verified("csa3"), **basic("csa1", PASSWORD)})
+    await ws.close()
 
 
 async def test_an_unknown_station_with_a_certificate_follows_the_unknown_station_policy(server, profile_3):

@@ -177,6 +177,20 @@ def test_production_checks_name_the_unsafe_settings():
     assert done.returncode == 0 and "csms.W" not in done.stderr, done.stderr[-1000:]
 
 
+def test_certificate_headers_without_a_proxy_are_named():
+    """OCPP_CLIENT_CERT_HEADERS without BEHIND_PROXY: csms/tls.py reads no certificate, so say so."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CSMS_", "ALLOWED_HOSTS", "OCPP_"))}
+    base = {**clean, "CSMS_ENV": "production", "DJANGO_SECRET_KEY": GOOD_SECRET, "ALLOWED_HOSTS": "csms.example.com",
+            "OCPP_CLIENT_CERT_HEADERS": "true"}
+    found = {}
+    for behind_proxy in ("false", "true"):
+        done = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60, env={**base, "BEHIND_PROXY": behind_proxy})
+        assert done.returncode == 0, done.stderr[-1000:]
+        found[behind_proxy] = "csms.W007" in done.stderr
+    assert found == {"false": True, "true": False}
+
+
 # --- The admin's GETs command nothing ------------------------------------------------------------
 
 class CountingCharger(SimulatedCharger):

@@ -236,5 +236,19 @@ def test_client_certificate(settings, scope, behind_proxy, expected):
     from csms.tls import client_certificate
 
     settings.BEHIND_PROXY = behind_proxy
+    settings.OCPP_CLIENT_CERT_HEADERS = True
     certificate = client_certificate(scope)
     assert (certificate and (certificate.verified, certificate.common_name)) == expected
+
+
+@pytest.mark.parametrize(("behind_proxy", "cert_headers", "read"),
+                         [(True, True, True), (True, False, False), (False, True, False), (False, False, False)])
+def test_client_certificate_headers_need_both_settings(settings, behind_proxy, cert_headers, read):
+    """BEHIND_PROXY alone does not say the proxy overwrites the certificate headers (an old
+    nginx snippet, another proxy): a client's own SUCCESS and CN must not count then."""
+    from csms.tls import client_certificate
+
+    settings.BEHIND_PROXY = behind_proxy
+    settings.OCPP_CLIENT_CERT_HEADERS = cert_headers
+    certificate = client_certificate(nginx_headers("SUCCESS", "CN=cs1"))
+    assert (certificate is not None) == read
