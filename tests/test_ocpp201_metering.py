@@ -156,3 +156,30 @@ async def test_tc_j_signed_meter_values_kept(station201):
     sample = await MeterSample.objects.aget(station_id="j-sig")
     assert sample.energy_wh == 1234  # the value is the reading; the signature is kept beside it
     assert sample.sampled_values[0]["signed_meter_value"] == signed
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (0.00001, "0.01"), (1e20, "1e+23"), (math.inf, "inf"), (math.nan, "inf"), (12, "12000.0"),
+])
+def test_multiplier_of_any_json_number(value, expected):
+    """json prints 1e-05 and 1e+20 in exponent notation and reads Infinity/NaN: each scaled, the
+    non-finite ones as inf (which the metering rules drop)."""
+    unit = {"unit": "A", "multiplier": 3}
+    assert sampled_value({"value": value, "measurand": "Current.Import", "unit_of_measure": unit})["value"] \
+        == expected
+
+
+@pytest.mark.parametrize("value", [0.00001, 1e20])  # Infinity/NaN: refused as frames (FormatViolation)
+async def test_ended_with_exponent_value_and_multiplier_is_applied(station201, value):
+    cp = await station201("j-exp")
+    await cp.transaction_event("Started", "tx-e", token="T", meter_value=[energy(10, at(-10))])
+    reading = [{"timestamp": at(-1), "sampled_value": [
+        {"value": value, "measurand": "Current.Import", "phase": "L1", "unit_of_measure": {"unit": "A", "multiplier": 3}},
+        {"value": 20, "measurand": "Energy.Active.Import.Register", "unit_of_measure": {"unit": "Wh"}},
+    ]}]
+    answer = await cp.call(call.TransactionEvent(
+        event_type="Ended", timestamp=at(0), trigger_reason="StopAuthorized", seq_no=1,
+        transaction_info={"transaction_id": "tx-e"}, meter_value=reading), suppress=False)
+    assert answer.total_cost is None  # no tariff: answered, not InternalError
+    tx = await Transaction.objects.aget(station_id="j-exp")
+    assert tx.stopped_at is not None and tx.meter_stop == 20

@@ -363,25 +363,46 @@ async def test_invalid_seq_no_refused_before_anything_is_written(station, priced
             event_type="Started", timestamp="not a time", trigger_reason="Authorized", seq_no=0,
             transaction_info={"transaction_id": "tx-x"}, evse={"id": 1}), suppress=False)
     assert not await Transaction.objects.filter(station_id="bad").aexists()
+    # A negative seqNo (no seqNo column takes it): that one error, nothing written.
+    with pytest.raises(PropertyConstraintViolationError, match="seqNo -1 is out of range"):
+        await cp.call(call.TransactionEvent(
+            event_type="Started", timestamp=at(0), trigger_reason="Authorized", seq_no=-1,
+            transaction_info={"transaction_id": "tx-y"}, evse={"id": 1}), suppress=False)
+    assert not await Transaction.objects.filter(station_id="bad").aexists()
     await asyncio.sleep(0)
 
 
-async def test_many_stations_updates_share_a_group_commit(station, priced):
+async def test_many_stations_updates_share_a_group_commit(station, priced, monkeypatch):
     """Updated with one reading from many stations at once (transaction_event.many): each stored once, in
-    its transaction, with its seqNo; an Ended and a re-sent Updated in the same burst take the full path."""
+    its transaction, with its seqNo; an Ended and a re-sent Updated in the same burst take the full path.
+    The later Updated name no EVSE (only the first event must): found by the transaction's id."""
+    from stations.services import transaction_events
+
+    batches: list[int] = []  # how many connectors each batched lock query took (the hot path ran)
+    lock_many = transaction_events._lock_many_for_events
+
+    def counted(keys, unnamed):
+        batches.append(len(keys))
+        return lock_many(keys, unnamed)
+
+    monkeypatch.setattr(transaction_events, "_lock_many_for_events", counted)
     stations = [await station(f"burst{n}") for n in range(6)]
     for cp in stations:
         await cp.transaction_event("Started", "tx", token="TOKEN-A", seq_no=0, meter_value=[energy(100, at(-60))])
+    first = {"timestamp": at(0), "meter_value": [energy(150, at(-39))]}  # round 1, re-sent as it was in round 2
     for round_no in (1, 2):
-        reading = [energy(100 + 50 * round_no, at(-40 + round_no))]
+        reading = [energy(100 + 50 * round_no, at(-40 + round_no))] if round_no == 2 else first["meter_value"]
+        stamp = at(0) if round_no == 2 else first["timestamp"]
         await asyncio.gather(
             *(cp.transaction_event("Updated", "tx", trigger_reason="MeterValuePeriodic", seq_no=round_no,
-                                   meter_value=reading) for cp in stations[:-1]),
+                                   evse_id=None, timestamp=stamp, meter_value=reading, time_spent_charging=30)
+              for cp in stations[:-1]),
             stations[-1].transaction_event("Ended", "tx", trigger_reason="StopAuthorized", seq_no=round_no,
                                            meter_value=reading) if round_no == 1 else
             stations[0].transaction_event("Updated", "tx", trigger_reason="MeterValuePeriodic", seq_no=1,
-                                          meter_value=[energy(150, at(-39))]),
+                                          evse_id=None, time_spent_charging=30, **first),
         )
+    assert max(batches) >= 2
     for n in range(5):
         tx = await tx_of(f"burst{n}", "tx")
         assert tx.last_seq_no == 2 and tx.is_active
@@ -426,3 +447,82 @@ async def test_fractional_start_register_is_not_above_the_next_reading(station, 
     await cp.transaction_event("Updated", "tx-frac", trigger_reason="MeterValuePeriodic", timestamp=at(-10),
                                meter_value=[energy(1979556.9, at(-10))])
     assert await MeterSample.objects.filter(transaction=tx, energy_wh=1979556.9).aexists()
+
+
+async def test_noauthorization_token_gets_id_token_info(station, priced):
+    """idToken "" of type NoAuthorization (C: no authorization needed) is a token: answered Accepted."""
+    cp = await station("noauth")
+    answer = await cp.call(call.TransactionEvent(
+        event_type="Started", timestamp=at(0), trigger_reason="CablePluggedIn", seq_no=0,
+        transaction_info={"transaction_id": "tx-n"}, evse={"id": 1, "connector_id": 1},
+        id_token={"id_token": "", "type": "NoAuthorization"}), suppress=False)
+    assert answer.id_token_info == {"status": "Accepted"}
+
+
+async def test_reused_seq_no_with_other_content_is_applied(station, priced):
+    """A seqNo seen before is a replay only if it is the same event: an Ended reusing an Updated's seqNo
+    (the charger's counter restarted) still ends the transaction."""
+    cp = await station("reuse")
+    await cp.transaction_event("Started", "tx", seq_no=0, token="TOKEN-A", meter_value=[energy(10, at(-10))])
+    await cp.transaction_event("Updated", "tx", trigger_reason="MeterValuePeriodic", seq_no=1,
+                               meter_value=[energy(20, at(-5))])
+    ended = await cp.transaction_event("Ended", "tx", trigger_reason="StopAuthorized", seq_no=1,
+                                       meter_value=[energy(30, at(0))])
+    tx = await tx_of("reuse", "tx")
+    assert tx.stopped_at is not None and (tx.meter_stop, tx.energy_wh) == (30, 20)
+    assert ended.total_cost is not None
+    assert len(await kinds("transaction.stopped", "reuse")) == 1
+
+
+async def test_started_after_ended_corrects_start_silently(station, priced):
+    """The offline queue sent the Ended first, the Started after it: the start is the Started's time and
+    register; energy, duration and cost follow, and transaction.stopped is not announced again."""
+    cp = await station("late-start")
+    await cp.transaction_event("Ended", "tx", trigger_reason="EVCommunicationLost", seq_no=3, offline=True,
+                               token="TOKEN-A", timestamp=at(-100), stopped_reason="EVDisconnected",
+                               meter_value=[energy(7000, at(-100), "Transaction.End")])
+    await cp.transaction_event("Started", "tx", seq_no=0, token="TOKEN-A", offline=True, timestamp=at(-4000),
+                               meter_value=[energy(5000, at(-4000), "Transaction.Begin")])
+    tx = await tx_of("late-start", "tx")
+    assert (tx.meter_start, tx.meter_stop, tx.energy_wh, tx.cost) == (5000, 7000, 2000, Decimal("0.60"))
+    assert 3890 <= tx.duration_seconds <= 3910
+    assert len(await kinds("transaction.stopped", "late-start")) == 1
+
+
+async def test_ended_first_starts_at_its_first_reading(station, priced):
+    cp = await station("ended-first")
+    await cp.transaction_event("Ended", "tx", trigger_reason="EVCommunicationLost", seq_no=3, offline=True,
+                               token="TOKEN-A", timestamp=at(-100), stopped_reason="EVDisconnected",
+                               meter_value=[energy(5000, at(-4000), "Transaction.Begin"),
+                                            energy(7000, at(-100), "Transaction.End")])
+    tx = await tx_of("ended-first", "tx")
+    assert 3890 <= tx.duration_seconds <= 3910 and tx.energy_wh == 2000
+
+
+async def test_updated_before_started_takes_the_started_register(station, priced):
+    cp = await station("upd-first")
+    await cp.transaction_event("Updated", "tx", trigger_reason="MeterValuePeriodic", seq_no=1,
+                               timestamp=at(-50), meter_value=[energy(1500, at(-50))])
+    await cp.transaction_event("Started", "tx", seq_no=0, token="TOKEN-A", timestamp=at(-100),
+                               meter_value=[energy(1000, at(-100), "Transaction.Begin")])
+    ended = await cp.transaction_event("Ended", "tx", trigger_reason="StopAuthorized", seq_no=2, timestamp=at(0),
+                                       meter_value=[energy(2000, at(0), "Transaction.End")])
+    tx = await tx_of("upd-first", "tx")
+    assert (tx.meter_start, tx.energy_wh, tx.cost, ended.total_cost) == (1000, 1000, Decimal("0.30"), 0.3)
+    assert 95 <= tx.duration_seconds <= 105
+
+
+async def test_tokenless_transaction_closed_by_a_new_start_or_a_reboot_is_announced_started(station, priced):
+    """Closed by the CSMS before it had a token: transaction.started before its transaction.stopped."""
+    cp = await station("tokenless")
+    await cp.transaction_event("Started", "tx-1", trigger_reason="CablePluggedIn", seq_no=0)
+    await cp.transaction_event("Started", "tx-2", trigger_reason="CablePluggedIn", seq_no=0)  # closes tx-1
+    old = await tx_of("tokenless", "tx-1")
+    assert [e["transactionId"] for e in await kinds("transaction.started", "tokenless")] == [old.pk]
+    await cp._connection.close()
+    await eventually(lambda: _offline("tokenless"))
+    await _reconnect(station, "tokenless", "PowerUp")  # closes tx-2
+    new = await tx_of("tokenless", "tx-2")
+    assert new.stopped_at is not None
+    assert [e["transactionId"] for e in await kinds("transaction.started", "tokenless")] == [old.pk, new.pk]
+    assert [e["transactionId"] for e in await kinds("transaction.stopped", "tokenless")] == [old.pk, new.pk]

@@ -99,10 +99,11 @@ def transaction_event(
 
 
 def _maybe_hot(args: tuple) -> bool:
-    """An Updated with one reading, no token, nothing in transactionInfo but the id and chargingState."""
-    event_type, info, evse_id, token, meter_value = args[1], args[5], args[6], args[8], args[10]
-    return (event_type == "Updated" and not token and evse_id is not None and len(meter_value) == 1
-            and not info.keys() - {"transaction_id", "charging_state"})
+    """An Updated with one reading, no token, nothing in transactionInfo but the id, chargingState and
+    timeSpentCharging (not kept); evse is optional (only the first event must carry it)."""
+    event_type, info, token, meter_value = args[1], args[5], args[8], args[10]
+    return (event_type == "Updated" and token is None and len(meter_value) == 1
+            and not info.keys() - _HOT_INFO)
 
 
 def _transaction_event_one(
@@ -121,7 +122,9 @@ def _transaction_event_one(
         problems.add(f"numberOfPhasesUsed {values.excerpt(phases)} is out of range; dropped")
         phases = None
     charger_id = info["transaction_id"]
-    authorization = authorize(token, token_type) if token else None
+    # "" is a token too (type NoAuthorization): answered Accepted, without a query.
+    authorization = authorize(token, token_type) if token is not None else None
+    stored: tuple[str, dt.datetime] | None = None  # the event stored before under this seqNo
     with atomic():
         found = _by_charger_id(station_id, charger_id).values_list("pk", "connector__number").first()
         if found is None:
@@ -130,6 +133,9 @@ def _transaction_event_one(
                 problems.add(f"{event_type} of unknown transaction {values.excerpt(charger_id)} names no EVSE; "
                              "EVSE 1 is assumed")
             connector = _locked_connector(station_id, number)
+            # Another process may have opened it while this one waited for the lock.
+            found = _by_charger_id(station_id, charger_id).values_list("pk", "connector__number").first()
+        if found is None:
             tx = _open(station_id, connector, charger_id, token, at, meter_value, info, reservation_id, problems)
             replay = False
         else:
@@ -137,15 +143,23 @@ def _transaction_event_one(
             _locked_connector(station_id, number)  # before the transaction's row, in the order starts lock them
             tx = (Transaction.objects.select_for_update(of=("self",))
                   .select_related("station", "connector", "station__tariff").get(pk=tx_pk))
-            # seqNo counts up per transaction: one above the highest seen is new without asking.
-            replay = (tx.last_seq_no is not None and seq_no <= tx.last_seq_no
-                      and TransactionEvent.objects.filter(transaction=tx, seq_no=seq_no).exists())
+            # seqNo counts up per transaction: one above the highest seen is new without asking. One seen
+            # before is a replay only if it is the same event (type and time): a charger whose counter
+            # restarted (a firmware reset) reuses seqNos for new events, which are applied, not stored.
+            if tx.last_seq_no is not None and seq_no <= tx.last_seq_no:
+                stored = (TransactionEvent.objects.filter(transaction=tx, seq_no=seq_no)
+                          .values_list("event_type", "timestamp").first())
+            replay = stored is not None and stored == (event_type, at)
+            if stored is not None and not replay:
+                log.warning("TransactionEvent %s seqNo %s of transaction %s from %s reuses the seqNo of another "
+                            "event (%s at %s): applied, not stored", event_type, seq_no, tx.pk, station_id,
+                            *stored)
         if replay:
             log.info("TransactionEvent %s seqNo %s of transaction %s re-sent by %s: answered, not applied again",
                      event_type, seq_no, tx.pk, station_id)
             return TxEventResult(authorization, tx.cost if tx.stopped_at is not None else None)
         _apply(tx, number, event_type, at, trigger_reason, seq_no, info, token, meter_value, offline, phases,
-               received, problems)
+               received, problems, store=stored is None)
     problems.log(log, station_id, "TransactionEvent")
     return TxEventResult(authorization, tx.cost if tx.stopped_at is not None else None)
 
@@ -153,16 +167,17 @@ def _transaction_event_one(
 def _apply(
     tx: Transaction, number: int, event_type: str, at: dt.datetime, trigger_reason: str, seq_no: int,
     info: dict[str, Any], token: str | None, meter_value: list[dict], offline: bool, phases: int | None,
-    received: dt.datetime, problems: values.Problems,
+    received: dt.datetime, problems: values.Problems, store: bool = True,
 ) -> None:
     station_id = tx.station_id
     charging_state = info.get("charging_state") or ""
     stopped_reason = info.get("stopped_reason") or ""
-    TransactionEvent.objects.create(
-        transaction=tx, seq_no=seq_no, event_type=event_type, trigger_reason=trigger_reason[:32], timestamp=at,
-        offline=bool(offline), number_of_phases_used=phases, charging_state=charging_state[:16],
-        stopped_reason=stopped_reason[:32],
-    )
+    if store:
+        TransactionEvent.objects.create(
+            transaction=tx, seq_no=seq_no, event_type=event_type, trigger_reason=trigger_reason[:32], timestamp=at,
+            offline=bool(offline), number_of_phases_used=phases, charging_state=charging_state[:16],
+            stopped_reason=stopped_reason[:32],
+        )
     latest = tx.last_seq_no is None or seq_no > tx.last_seq_no  # a late one is kept, but changes no state
     changed: list[str] = []
     if latest:
@@ -171,11 +186,19 @@ def _apply(
         if charging_state and tx.stopped_at is None:
             tx.charging_state = charging_state[:16]
             changed.append("charging_state")
+    started = _corrected_start(tx, event_type, at, meter_value, changed)
     if tx.meter_start == 0 and tx.stopped_at is None and (register := _first_register(meter_value)) is not None \
             and not MeterSample.objects.filter(transaction=tx, energy_wh__isnull=False).exists():
         # Its start carried no register: the first one seen is where it began (see _open).
         tx.meter_start = register
         changed.append("meter_start")
+    if started and tx.stopped_at is not None:
+        # Closed already (its Ended came first): energy, duration and cost from the start it really had,
+        # silently, as a late Ended corrects one (_end): transaction.stopped was announced once.
+        tx.meter_stop = _stop_register(tx, tx.meter_stop, (tx.stopped_at - tx.started_at).total_seconds(), problems)
+        tx.energy_wh = rules.session_energy_wh(tx.meter_stop, tx.meter_start)
+        price(tx, problems)
+        changed.extend(["meter_stop", "energy_wh", "cost", "currency", "tariff"])
     if token and tx.stopped_at is None and token != tx.id_tag:
         _authorized(tx, token, info, changed)
     elif info.get("remote_start_id") is not None and not tx.started_by and tx.stopped_at is None:
@@ -192,6 +215,21 @@ def _apply(
         _show_state(tx, number, CONNECTOR_STATES[charging_state], at)
     if event_type == "Ended":
         _end(tx, number, seq_no, meter_value, at, stopped_reason, problems)
+
+
+def _corrected_start(tx: Transaction, event_type: str, at: dt.datetime, meter_value: list[dict],
+                     changed: list[str]) -> bool:
+    """An event that arrives after a later one of its transaction (the charger's offline queue): one
+    earlier than the start moves it back, and a Started's register is where it began. True: changed."""
+    before = len(changed)
+    if at < tx.started_at:
+        tx.started_at = at
+        changed.append("started_at")
+    if event_type == "Started" and (register := _first_register(meter_value)) is not None \
+            and register != tx.meter_start:
+        tx.meter_start = register
+        changed.append("meter_start")
+    return len(changed) > before
 
 
 def _first_register(meter_value: list[dict]) -> int | None:
@@ -213,6 +251,13 @@ def _last_register(meter_value: list[dict]) -> int | None:
     return None
 
 
+def _reading_times(meter_value: list[dict]) -> list[dt.datetime]:
+    received = timezone.now()
+    times = (values.charger_time(reading.get("timestamp"), received).value for reading in meter_value
+             if reading.get("timestamp"))
+    return [moment for moment in times if moment is not None]
+
+
 def _open(
     station_id: str, connector: Connector, charger_id: str, token: str | None, at: dt.datetime,
     meter_value: list[dict], info: dict[str, Any], reservation_id: int | None, problems: values.Problems,
@@ -229,8 +274,11 @@ def _open(
     for old in stale:
         log.warning("[OCPP:TransactionEvent] station=%s evse=%s: transaction %s was still active; closed with "
                     "reason Other, as the charger started %s", station_id, connector.number, old.pk, charger_id)
+        if not old.id_tag:
+            _announce_start(old)  # one that never had a token: announced before its end, as _end does
         _close(old, None, at, "Other", problems)
     register = _first_register(meter_value)
+    at = min([at, *_reading_times(meter_value)])  # an Ended sent first: it began at its first reading
     if reservation_id is not None and not values.fits(Transaction, "reservation_id", reservation_id):
         problems.add(f"reservationId {values.excerpt(reservation_id)} is out of range; dropped")
         reservation_id = None
@@ -385,6 +433,8 @@ def _close_open(station_id: str, boot_reason: str) -> int:
         register = round(newest[1]) if newest and newest[1] is not None else None
         log.warning("[OCPP:BootNotification] station=%s rebooted (%s) with transaction %s open: closed with "
                     "reason %s", station_id, boot_reason, tx.pk, reason)
+        if not tx.id_tag:
+            _announce_start(tx)  # one that never had a token: announced before its end, as _end does
         _close(tx, register, at, reason, problems)
         problems.log(log, station_id, "BootNotification")
         closed += 1
@@ -394,6 +444,7 @@ def _close_open(station_id: str, boot_reason: str) -> int:
 # --- Many stations' TransactionEvent Updated in one group commit (the hot path) -----------------------
 
 _TRANSACTION_EVENT = inspect.signature(transaction_event)
+_HOT_INFO = {"transaction_id", "charging_state", "time_spent_charging"}
 _HOT_FIELDS = ("id", "meter_start", "started_at", "charger_transaction_id", "last_seq_no", "charging_state")
 
 
@@ -407,7 +458,7 @@ def _transaction_event_many(calls: list[tuple[tuple, dict]]) -> list[tuple[bool,
     """
     received = timezone.now()
     outcomes: list[tuple[bool, Any]] = [(True, TxEventResult(None, None))] * len(calls)
-    items: list[tuple[int, tuple[str, int, dt.datetime, int, values.Problems] | None, tuple]] = []
+    items: list[tuple[int, tuple[str, int | None, dt.datetime, int, values.Problems] | None, tuple]] = []
     for index, (args, kwargs) in enumerate(calls):
         bound = _arguments(_TRANSACTION_EVENT, args, kwargs)
         station_id, timestamp, seq_no, evse_id, phases = bound[0], bound[2], bound[4], bound[6], bound[12]
@@ -418,18 +469,20 @@ def _transaction_event_many(calls: list[tuple[tuple, dict]]) -> list[tuple[bool,
             problems = values.Problems()
             at = _charger_time(timestamp, received, problems, strict=True)
             seq_no = values.column_int(TransactionEvent, "seq_no", seq_no, "seqNo")
-            number = values.column_int(Connector, "number", evse_id, "evse.id")
+            evse_number = values.column_int(Connector, "number", evse_id, "evse.id") if evse_id is not None else None
         except InvalidValue as error:
             outcomes[index] = (False, error)
             continue
         if phases is not None and not values.fits(TransactionEvent, "number_of_phases_used", phases):
             items.append((index, None, bound))  # the one-message path says what it drops
             continue
-        items.append((index, (station_id, number, at, seq_no, problems), bound))
+        items.append((index, (station_id, evse_number, at, seq_no, problems), bound))
     if len({bound[0] for _, _, bound in items}) < len(items):
         return None
     hot = {(item[0], item[1]) for _, item, _ in items if item is not None}
-    locked = _lock_many_for_events(hot) if hot else {}
+    # No evse (only the first event must name it): the connector whose current transaction it is.
+    unnamed = {item[0]: bound[5]["transaction_id"] for _, item, bound in items if item is not None and item[1] is None}
+    locked = _lock_many_for_events(hot, unnamed) if hot else {}
     events: list[TransactionEvent] = []
     samples: list[MeterSample] = []
     seq_nos: list[Transaction] = []
@@ -438,8 +491,8 @@ def _transaction_event_many(calls: list[tuple[tuple, dict]]) -> list[tuple[bool,
         row = locked.get((item[0], item[1])) if item is not None else None
         reading = None
         if item is not None and row is not None:
-            station_id, number, at, seq_no, problems = item
-            _, _, charger_id, last_seq_no, charging_state, newest = row
+            station_id, _, at, seq_no, problems = item
+            _, _, charger_id, last_seq_no, charging_state, newest, number = row
             info, meter_value = bound[5], bound[10]
             session = _Session(*row[0][:4]) if row[0] is not None else None
             readings = _readings(station_id, number, session, meter_value, received, problems) \
@@ -477,9 +530,12 @@ def _transaction_event_many(calls: list[tuple[tuple, dict]]) -> list[tuple[bool,
 transaction_event.many = _transaction_event_many  # type: ignore[attr-defined]  # csms/groupcommit.py
 
 
-def _lock_many_for_events(keys: set[tuple[str, int]]) -> dict[tuple[str, int], tuple[Any, ...]]:
+def _lock_many_for_events(
+    keys: set[tuple[str, int | None]], unnamed: dict[str, str]
+) -> dict[tuple[str, int | None], tuple[Any, ...]]:
     """The connectors of ``keys`` locked (one query, in id order), each with its current transaction's
-    fields (``_HOT_FIELDS``; None without one) and its newest stored sample."""
+    fields (``_HOT_FIELDS``; None without one), its newest stored sample and its number. A key without a
+    number (station_id, None) is the station's connector whose current transaction ``unnamed`` names."""
     newest = MeterSample.objects.filter(
         station_id=OuterRef("station_id"), connector_number=OuterRef("number")
     ).order_by("-timestamp")
@@ -493,11 +549,14 @@ def _lock_many_for_events(keys: set[tuple[str, int]]) -> dict[tuple[str, int], t
         .values_list("station_id", "number", *(f"current_transaction__{name}" for name in _HOT_FIELDS),
                      "newest_at", "newest_tx", "newest_wh")
     )
-    locked: dict[tuple[str, int], tuple[Any, ...]] = {}
+    locked: dict[tuple[str, int | None], tuple[Any, ...]] = {}
     for station_id, number, *fields, newest_at, newest_tx, newest_wh in rows:
-        if (station_id, number) not in keys:
-            continue
+        key: tuple[str, int | None] = (station_id, number)
+        if key not in keys:
+            if station_id not in unnamed or fields[3] is None or fields[3] != unnamed[station_id]:
+                continue
+            key = (station_id, None)
         session = tuple(fields[:4]) if fields[0] is not None else None
         stored = _Stored(newest_at, newest_tx, newest_wh) if newest_at is not None else None
-        locked[(station_id, number)] = (session, None, fields[3], fields[4], fields[5] or "", stored)
+        locked[key] = (session, None, fields[3], fields[4], fields[5] or "", stored, number)
     return locked

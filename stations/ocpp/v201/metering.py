@@ -3,6 +3,8 @@ in the shape the metering service stores (1.6's sampledValue: the value as text,
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Any
 
 from ocpp.routing import on
@@ -16,6 +18,18 @@ from stations.ocpp.dispatch import run
 _SAME = ("measurand", "phase", "location", "context")
 
 
+def _scaled(value: int | float, multiplier: int) -> float:
+    """``value`` times 10^multiplier, exact in decimal (1e-05, 1e20 as json prints them). Infinity, NaN
+    or a result beyond a float: inf, which the metering rules drop (an OverflowError would answer the
+    whole message InternalError)."""
+    try:
+        scaled = Decimal(repr(value) if isinstance(value, float) else value).scaleb(multiplier)
+        result = float(scaled) if scaled.is_finite() else math.inf
+    except (ArithmeticError, ValueError):
+        return math.inf
+    return result if math.isfinite(result) else math.inf
+
+
 def sampled_value(sample: dict[str, Any]) -> dict[str, Any]:
     """One 2.0.1 sampledValue (snake case) as 1.6's: ``value`` a decimal string with unitOfMeasure's
     multiplier applied (10^multiplier), ``unit`` its unit; signedMeterValue kept as it came."""
@@ -25,9 +39,7 @@ def sampled_value(sample: dict[str, Any]) -> dict[str, Any]:
     if unit:
         multiplier = unit.get("multiplier")
         if multiplier and isinstance(value, (int, float)) and not isinstance(value, bool):
-            # Through the text form: a huge multiplier gives inf (dropped by the metering rules), not an
-            # OverflowError as value * 10 ** multiplier would.
-            value = float(f"{value}e{multiplier}")
+            value = _scaled(value, multiplier)
         if unit.get("unit"):
             converted["unit"] = unit["unit"]
     converted["value"] = value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
