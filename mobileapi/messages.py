@@ -51,6 +51,8 @@ def event_data(dialect: Dialect, kind: str, data: dict[str, Any], *, hide_id_tag
         data = renderers.meter_event(data, as_delta=not dialect.nested_events)
     else:
         data = dict(data)
+        if kind == EventKind.CONNECTOR_STATUS_CHANGED and "status" in data:
+            data["status"] = renderers.connector_status(data["status"])
     if "transactionId" in data:
         data["transactionId"] = dialect.transaction_id(data["transactionId"])
     if hide_id_tag and "idTag" in data:

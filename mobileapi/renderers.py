@@ -20,6 +20,10 @@ from typing import Any
 
 ENERGY_UNIT = "Wh"
 
+# Connector statuses the mobile contract has not (../shared/seeds/) as the apps see them: 2.0.1's Occupied
+# (an EV plugged in, not charging) is 1.6's Preparing. Stored, in the admin and in the event log as it is.
+MOBILE_STATUSES = {"Occupied": "Preparing"}
+
 # A meter.update as each dialect pushes it: /ws the reading, /mobile-client the Dart guide's meter.values.delta.
 READING_FIELDS = ("stationId", "connectorId", "transactionId", "timestamp", "energy", "power", "current", "voltage",
                   "soc")
@@ -29,6 +33,12 @@ DELTA_FIELDS = ("stationId", "connectorId", "transactionId", "timestamp", "delta
 def total_kwh(energy_wh: int) -> float:
     """A session's energy in kWh, to the Wh."""
     return round(energy_wh / 1000, 3)
+
+
+def connector_status(status: str) -> str:
+    """A connector's status as the mobile API shows it (getStations, getConnectorStatus, the HTTP API's
+    station and connector, connector.status.changed pushes and replays)."""
+    return MOBILE_STATUSES.get(status, status)
 
 
 def meter_event(data: Mapping[str, Any], *, as_delta: bool) -> dict[str, Any]:

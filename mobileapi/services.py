@@ -210,7 +210,11 @@ def _connector_rows() -> dict[str, list[dict[str, Any]]]:
                 "updatedAt": iso(row["updated_at"]),
             }
         )
-    return {station_id: _one_per_evse(rows) for station_id, rows in by_station.items()}
+    shown = {station_id: _one_per_evse(rows) for station_id, rows in by_station.items()}
+    for evses in shown.values():  # as the apps see them, once each EVSE's row is chosen
+        for evse in evses:
+            evse["status"] = renderers.connector_status(evse["status"])
+    return shown
 
 
 def _one_per_evse(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -274,7 +278,7 @@ def connector_status(station_id: str, connector_id: int) -> dict[str, Any]:
     return {
         "stationId": station_id,
         "connectorId": connector_id,
-        "status": connector.status,
+        "status": renderers.connector_status(connector.status),
         "transactionId": tx.pk if tx else None,
         "errorCode": None if connector.error_code == "NoError" else connector.error_code,
         "power": sample.power_w if sample else None,

@@ -9,6 +9,7 @@ import pytest
 
 from stations import commands
 from stations.errors import InvalidValue
+from csms.models import Event
 from stations.models import Connector
 from tests.conftest import eventually, http_json
 from tests.ocpp201 import Station201
@@ -153,7 +154,40 @@ async def test_an_evse_of_two_connectors_is_one_connector_in_the_mobile_api(stat
     assert [(row["id"], row["status"]) for row in await evse_rows()] == [(1, "Available")]
     await cp.status(1, "Occupied", connector_id=2)
     await cp.status(1, "Unavailable", connector_id=1)
-    assert [(row["id"], row["status"]) for row in await evse_rows()] == [(1, "Occupied")]
+    # Occupied is the mobile contract's Preparing (mobileapi/renderers.py).
+    assert [(row["id"], row["status"]) for row in await evse_rows()] == [(1, "Preparing")]
     assert (await client.result("getConnectorStatus", {"stationId": "cs201", "connectorId": 1}))["status"] == \
-        "Occupied"
+        "Preparing"
     assert await _station_status(client) == "Unavailable"  # plugged in, not charging: nothing free
+
+
+@pytest.mark.parametrize("path", ["/ws", "/mobile-client"])
+async def test_an_occupied_evse_is_preparing_in_the_mobile_api(station201, mobile, server, keys, path) -> None:
+    """2.0.1's Occupied is not in the mobile contract: the apps see 1.6's Preparing, in getStations (the
+    snapshot), getConnectorStatus, the connector.status.changed push and its replay, and the HTTP API's
+    station and connector. It stays Occupied where it is stored and in the event log."""
+    cp = await _ready(station201, evses=1)
+    client = await mobile(path)
+    await client.result("subscribe", {"stationId": "cs201", "events": ["connector.*"]})
+    assert await _station_status(client) == "Available"  # the snapshot is taken before the change
+    await cp.status(1, "Occupied")
+    changed = await client.event("connector.status.changed", connectorId=1)
+    assert client.field(changed, "status") == "Preparing"
+    stations = await client.result("getStations", {})
+    row = next(row for row in stations if row["id"] == "cs201")
+    assert [(connector["id"], connector["status"]) for connector in row["connectors"]] == [(1, "Preparing")]
+    assert row["status"] == "Unavailable"
+    status = await client.result("getConnectorStatus", {"stationId": "cs201", "connectorId": 1})
+    assert status["status"] == "Preparing"
+    replayed = await client.result("getEventsSince", {"eventId": "evt-0-0", "limit": 100})
+    statuses = [client.field(item, "status") for item in replayed["events"]
+                if item.get("event", item.get("eventType")) == "connector.status.changed"]
+    assert statuses[-1] == "Preparing" and "Occupied" not in statuses
+    http_status, station = await http_json(server, "GET", "/api/stations/cs201", keys["full"])
+    assert http_status == 200 and station["connectors"][0]["status"] == "Preparing"
+    http_status, connector = await http_json(server, "GET", "/api/stations/cs201/connectors/1", keys["full"])
+    assert http_status == 200 and connector["status"] == "Preparing"
+    # Kept as the station said it: the connector's row and the event log.
+    assert await Connector.objects.filter(station_id="cs201", number=1, status="Occupied").aexists()
+    logged = await Event.objects.filter(kind="connector.status.changed").order_by("-seq").afirst()
+    assert logged is not None and logged.data["status"] == "Occupied"
