@@ -41,3 +41,11 @@ async def test_authorization_key_is_no_configuration_a_command_sets(charger_fact
     answer = await commands.operate("fora072", "change_configuration", {"key": "HeartbeatInterval", "value": "60"},
                                     actor="test")
     assert answer["status"] == "Accepted" and charger.cp.changed == [("HeartbeatInterval", "60")]
+
+
+async def test_the_raw_change_configuration_of_the_key_is_refused_too(charger_factory):
+    await charger_factory("rawkey16")
+    with pytest.raises(InvalidValue):
+        await commands.operate("rawkey16", "ChangeConfiguration", {"key": "AuthorizationKey", "value": "x" * 20},
+                               actor="test")
+    assert not await Event.objects.filter(kind="station.command").aexists()

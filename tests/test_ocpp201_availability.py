@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from csms.models import Event
 from stations import commands
 from stations.errors import InvalidValue
-from csms.models import Event
 from stations.models import Connector
 from tests.conftest import eventually, http_json
 from tests.ocpp201 import Station201

@@ -5,7 +5,7 @@ from ocpp.v16.enums import Action
 from stations.ocpp.adapter import Adapter
 from stations.ocpp.v16.authorization import ID_TOKEN_LENGTH
 from stations.ocpp.v16.charge_point import ERROR_CODES_16, ChargePoint16
-from stations.ocpp.v16.commands import COMMANDS, CSMS_ACTIONS, configuration, recorded_answer
+from stations.ocpp.v16.commands import COMMANDS, CSMS_ACTIONS, check_raw, configuration, recorded_answer
 
 SUBPROTOCOL = "ocpp1.6"
 
@@ -21,6 +21,7 @@ ADAPTER = Adapter(
     error_codes=ERROR_CODES_16,
     recorded_answer=recorded_answer,
     configuration=configuration,
+    check_raw=check_raw,
 )
 
 __all__ = ["ADAPTER", "SUBPROTOCOL", "ChargePoint16"]
