@@ -6,7 +6,7 @@ import datetime as dt
 import inspect
 from typing import Any, NamedTuple
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from csms.events import atomic, emit
@@ -97,11 +97,16 @@ record_meter_values.many = _record_meter_values_many  # type: ignore[attr-define
 _NOT_READ = object()  # a connector's newest sample was not read with its lock
 
 
-def _lock_many_for_readings(keys: set[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, Any, Any]]:
-    """``_lock_for_readings`` for many connectors in one query, with each one's newest stored sample."""
-    newest = MeterSample.objects.filter(
+def _newest_sample() -> QuerySet[MeterSample]:
+    """The newest stored sample of the outer query's connector (for a Subquery annotation)."""
+    return MeterSample.objects.filter(
         station_id=OuterRef("station_id"), connector_number=OuterRef("number")
     ).order_by("-timestamp")
+
+
+def _lock_many_for_readings(keys: set[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, Any, Any]]:
+    """``_lock_for_readings`` for many connectors in one query, with each one's newest stored sample."""
+    newest = _newest_sample()
     # Every connector of these stations (a few each): an OR of (station, number) pairs
     # cost more to build in the ORM than the query took to run.
     rows = (

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 from django.conf import settings
-from django.db.models import OuterRef, Subquery
+from django.db.models import Subquery
 from django.utils import timezone
 
 from csms.events import atomic, emit
@@ -26,7 +26,7 @@ from stations.errors import InvalidValue
 from stations.models import Connector, ConnectorStatus, MeterSample, RemoteStartRequest, Transaction, TransactionEvent
 from stations.services._common import _arguments, _by_charger_id, _charger_time, _locked_connector, iso, log
 from stations.services.authorization import authorize
-from stations.services.metering import _announce_meter, _insert_new, _readings, _Session, _Stored
+from stations.services.metering import _announce_meter, _insert_new, _newest_sample, _readings, _Session, _Stored
 from stations.services.tariffs import price
 from stations.services.transactions import _close, _stop_register
 
@@ -536,9 +536,7 @@ def _lock_many_for_events(
     """The connectors of ``keys`` locked (one query, in id order), each with its current transaction's
     fields (``_HOT_FIELDS``; None without one), its newest stored sample and its number. A key without a
     number (station_id, None) is the station's connector whose current transaction ``unnamed`` names."""
-    newest = MeterSample.objects.filter(
-        station_id=OuterRef("station_id"), connector_number=OuterRef("number")
-    ).order_by("-timestamp")
+    newest = _newest_sample()
     rows = (
         Connector.objects.select_for_update(of=("self",))
         .filter(station_id__in={station_id for station_id, _ in keys})
